@@ -1,0 +1,83 @@
+"""One Settings object: the only place the environment is read.
+
+Every variable is prefixed `VCHAT_` (e.g. `VCHAT_DATA_DIR`, `VCHAT_MAX_DOWNLOAD_MB`).
+Functions take a `Settings` argument; `get_settings()` gives the process default.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VCHAT_", extra="ignore")
+
+    # Where runtime state lives (media cache, run folders, jobs.sqlite).
+    data_dir: Path = Path("data")
+    # The only folder local paths may point into.
+    media_dir: Path = Path("videos")
+
+    # Download limits.
+    max_download_mb: float = Field(500, gt=0)
+    max_duration_s: float = Field(1800, gt=0)
+    socket_timeout_s: float = Field(20, gt=0)
+    download_timeout_s: float = Field(900, gt=0)
+
+    # URL policy (server-side request forgery guard).
+    allow_private_urls: bool = False
+    url_allowlist: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Media checks and sanitizing.
+    ffmpeg_path: str | None = None
+    probe_timeout_s: float = Field(60, gt=0)
+    sanitize_timeout_s: float = Field(900, gt=0)
+    sanitize_max_side: int = Field(1920, ge=64)
+    sanitize_max_duration_s: float | None = Field(None, gt=0)
+    sanitize_crf: int = Field(23, ge=0, le=51)
+    sanitize_preset: str = "veryfast"
+    min_video_side: int = Field(16, ge=1)
+    max_video_side: int = Field(8192, ge=64)
+    max_aspect_ratio: float = Field(12.0, ge=1)
+
+    # Frames held in memory per video (decoded once, served to later rounds).
+    frame_cache_mb: int = Field(1024, ge=16)
+
+    @field_validator("url_allowlist", mode="before")
+    @classmethod
+    def _split_allowlist(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
+        return value
+
+    @field_validator("data_dir", "media_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # Stored results name files by absolute path, so they stay valid from any cwd.
+        return value.expanduser().absolute()
+
+    @property
+    def max_download_bytes(self) -> int:
+        return int(self.max_download_mb * 1024 * 1024)
+
+    @property
+    def media_cache_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.data_dir / "tmp"
+
+    @property
+    def effective_sanitize_max_duration_s(self) -> float:
+        return self.sanitize_max_duration_s or self.max_duration_s
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,118 @@
+"""The media pipeline: source -> original (stored, provenance) -> probe -> sanitized mp4.
+
+`prepare_media` is the one entry point the UI, the CLI and batch jobs call. Each step's
+result is stored next to the original, keyed by the bytes' sha256 (and by the settings
+the step depends on), so the same bytes are never probed, read or sanitized twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import BinaryIO
+
+from pydantic import BaseModel
+
+from core.config import Settings
+from core.errors import LimitExceeded, MediaError
+from core.media.fetch import ProgressFn, fetch_url, ingest_local, ingest_upload, looks_like_url
+from core.media.frames import FrameSource, frame_source
+from core.media.probe import ProbeInfo, probe
+from core.media.provenance import Provenance, SourceInfo, read_provenance
+from core.media.sanitize import SanitizeResult, sanitize, sanitize_key
+from core.media.storage import MediaStore, atomic_write_json, read_json
+
+
+class MediaAsset(BaseModel):
+    """A fetched video, ready for analysis: where it came from, what it is, and the
+    sanitized file that frames are taken from."""
+
+    sha256: str
+    original_path: str
+    source: SourceInfo
+    reused_download: bool = False
+    provenance: Provenance
+    probe: ProbeInfo
+    sanitized: SanitizeResult
+
+    @property
+    def sanitized_path(self) -> Path:
+        return Path(self.sanitized.path)
+
+    def frames(self, settings: Settings) -> FrameSource:
+        """The shared frame source of the sanitized video (decoded frames are kept)."""
+        return frame_source(self.sanitized_path, settings.frame_cache_mb * 1024 * 1024)
+
+
+def _noop(stage: str, fraction: float | None, message: str) -> None:
+    pass
+
+
+def prepare_media(
+    source: str | Path | BinaryIO,
+    settings: Settings,
+    filename: str | None = None,
+    progress: ProgressFn | None = None,
+) -> MediaAsset:
+    """Fetch, check, read provenance of and sanitize `source`; reuse every stored step."""
+    report = progress or _noop
+    store = MediaStore(settings)
+    reused = False
+    report("fetch", None, "fetching")
+    if isinstance(source, (str, Path)) and looks_like_url(str(source)):
+        sha, original, origin, reused = fetch_url(str(source), settings, store, progress)
+    elif isinstance(source, (str, Path)):
+        sha, original, origin = ingest_local(source, settings, store)
+    else:
+        sha, original, origin = ingest_upload(source, filename, settings, store)
+
+    provenance_file = store.result_path(sha, "provenance.json")
+    stored = read_json(provenance_file)
+    if stored:
+        provenance = Provenance(**stored)
+    else:
+        report("provenance", None, "reading metadata and C2PA")
+        provenance = read_provenance(original, sha)
+        atomic_write_json(provenance_file, provenance.model_dump())
+
+    probe_file = store.result_path(sha, "probe.json")
+    stored = read_json(probe_file)
+    if stored:
+        info = ProbeInfo(**stored)
+    else:
+        report("probe", None, "checking the video")
+        try:
+            info = probe(original, settings, name=origin.filename or origin.url)
+        except MediaError:
+            # Not a usable video: keep nothing of it (the next try fails the same way).
+            shutil.rmtree(store.object_dir(sha), ignore_errors=True)
+            raise
+        atomic_write_json(probe_file, info.model_dump())
+    if info.duration_s > settings.max_duration_s:
+        raise LimitExceeded(
+            f"The video is {info.duration_s:.0f} s long; the limit is {settings.max_duration_s:g} s.",
+            "Raise VCHAT_MAX_DURATION_S, or use a shorter clip.",
+        )
+
+    key = sanitize_key(settings)
+    target = store.result_path(sha, f"sanitized/{key}.mp4")
+    result_file = target.with_suffix(".json")
+    stored = read_json(result_file)
+    if stored and target.exists():
+        sanitized = SanitizeResult(**stored)
+        sanitized.reused = True
+        sanitized.path = str(target)
+    else:
+        report("sanitize", None, "making a clean mp4")
+        sanitized = sanitize(original, info, target, settings, name=origin.filename or origin.url)
+        atomic_write_json(result_file, sanitized.model_dump())
+    report("ready", 1.0, "ready")
+    return MediaAsset(
+        sha256=sha,
+        original_path=str(original),
+        source=origin,
+        reused_download=reused,
+        provenance=provenance,
+        probe=info,
+        sanitized=sanitized,
+    )

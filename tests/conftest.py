@@ -1,0 +1,180 @@
+"""Shared fixtures: settings in a temporary data dir, generated clips, a local HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from tests.media_factory import make_clip, make_numbered_clip
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "media"
+if not FIXTURES.is_dir():  # a checkout whose shared/ sits elsewhere: look next to the repo
+    FIXTURES = Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "media"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    assert FIXTURES.is_dir(), f"shared media fixtures not found at {FIXTURES}"
+    return FIXTURES
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    media = tmp_path / "videos"
+    media.mkdir()
+    return Settings(
+        data_dir=tmp_path / "data",
+        media_dir=media,
+        url_allowlist=["127.0.0.1"],
+        socket_timeout_s=2,
+    )
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Generated clips, made once per test session."""
+    root = tmp_path_factory.mktemp("clips")
+    return {
+        "h264": make_clip(root / "h264.mp4", duration=3),
+        "h264_b": make_clip(root / "h264_b.mp4", duration=2, size="352x288"),
+        "vp9": make_clip(root / "vp9.webm", duration=2, vcodec="libvpx-vp9", acodec="libopus"),
+        "yuv444": make_clip(root / "yuv444.mp4", duration=2, pix_fmt="yuv444p"),
+        "silent": make_clip(root / "silent.mp4", duration=2, audio=False),
+        "tagged": make_clip(
+            root / "tagged.mov",
+            duration=2,
+            extra=[
+                "-metadata",
+                "creation_time=2024-05-06T07:08:09Z",
+                "-metadata:s:v:0",
+                "encoder=vChatTestEncoder 1.0",
+                "-metadata",
+                "title=secret title",
+                "-metadata",
+                "comment=do not keep",
+                "-movflags",
+                "use_metadata_tags",
+            ],
+        ),
+        "long": make_clip(root / "long.mp4", duration=12),
+        "numbered": make_numbered_clip(root / "numbered.mp4", frames=250, fps=25, gop=50),
+    }
+
+
+@pytest.fixture(scope="session")
+def odd_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 321x241 clip: h264 with odd dimensions needs the yuv444 detour to be written at all."""
+    root = tmp_path_factory.mktemp("odd")
+    return make_clip(root / "odd.mkv", duration=2, size="321x241", pix_fmt="yuv444p")
+
+
+# --- a local HTTP server ---------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "video/mp4"
+    headers: dict[str, str] | None = None
+    send_length: bool = True
+    delay_s: float = 0.0
+
+
+class LocalServer:
+    def __init__(self) -> None:
+        self.routes: dict[str, Route | Callable[[], Route]] = {}
+        self.hits: list[str] = []
+        handler = self._handler_class()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def serve_file(self, path: str, file: Path, content_type: str = "video/mp4") -> str:
+        self.routes[path] = Route(body=file.read_bytes(), content_type=content_type)
+        return self.url(path)
+
+    def redirect(self, path: str, location: str, status: int = 302) -> str:
+        self.routes[path] = Route(status=status, headers={"Location": location}, content_type="text/plain")
+        return self.url(path)
+
+    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _respond(self, with_body: bool) -> None:
+                path = self.path.split("?")[0]
+                server.hits.append(path)
+                route = server.routes.get(path)
+                if callable(route):
+                    route = route()
+                if route is None:
+                    self.send_error(404)
+                    return
+                if route.delay_s:
+                    time.sleep(route.delay_s)
+                self.send_response(route.status)
+                self.send_header("Content-Type", route.content_type)
+                for key, value in (route.headers or {}).items():
+                    self.send_header(key, value)
+                if route.send_length:
+                    self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                if with_body:
+                    try:
+                        for start in range(0, len(route.body), 64 * 1024):
+                            self.wfile.write(route.body[start : start + 64 * 1024])
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+
+            def do_GET(self) -> None:
+                self._respond(True)
+
+            def do_HEAD(self) -> None:
+                self._respond(False)
+
+        return Handler
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    srv = LocalServer()
+    yield srv
+    srv.close()
+
+
+def files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+@pytest.fixture
+def copy_fixture(fixtures_dir: Path, settings: Settings) -> Callable[[str], Path]:
+    """Copy a shared fixture into the media dir (fixtures are read-only) and return its path."""
+
+    def copy(name: str) -> Path:
+        target = settings.media_dir / name
+        shutil.copyfile(fixtures_dir / name, target)
+        return target
+
+    return copy

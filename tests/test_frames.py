@@ -1,0 +1,153 @@
+"""Frames carry their true timestamps; weighted sampling; decode once."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings
+from core.errors import InputError
+from core.media.frames import (
+    FrameSource,
+    expected_share_inside,
+    frame_source,
+    smart_resize,
+    uniform_times,
+    weighted_times,
+)
+from core.media.pipeline import prepare_media
+from tests.media_factory import read_frame_number
+
+FPS = 25
+
+
+@pytest.fixture
+def numbered(settings: Settings, clips) -> FrameSource:
+    """The sanitized numbered clip (250 frames at 25 fps, frame k shows k in binary)."""
+    shutil.copyfile(clips["numbered"], settings.media_dir / "numbered.mp4")
+    asset = prepare_media("numbered.mp4", settings)
+    return FrameSource(Path(asset.sanitized.path))
+
+
+def _check_true_time(sample) -> None:
+    for frame, index, seconds in zip(sample.frames, sample.indices, sample.timestamps, strict=True):
+        assert read_frame_number(frame) == index, "the picture must be the frame the index names"
+        assert seconds == pytest.approx(index / FPS, abs=1e-6), "timestamp = frame number / fps"
+
+
+def test_uniform_sample_frames_show_the_frames_their_timestamps_name(numbered: FrameSource):
+    sample = numbered.sample_uniform(10)
+    assert len(sample.indices) == 10
+    _check_true_time(sample)
+    expected = [round(t * FPS - 1e-9) for t in uniform_times(10, 10.0)]
+    assert all(abs(i - e) <= 1 for i, e in zip(sample.indices, expected, strict=True))
+    assert sample.total_frames == 250 and sample.video_fps == pytest.approx(FPS)
+    assert sample.duration_s == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("n", [3, 40, 249])
+def test_seek_and_sequential_plans_give_the_same_true_frames(settings: Settings, clips, n):
+    shutil.copyfile(clips["numbered"], settings.media_dir / "numbered.mp4")
+    source = FrameSource(Path(prepare_media("numbered.mp4", settings).sanitized.path))
+    sample = source.sample_uniform(n)
+    _check_true_time(sample)
+    sequential, seek = source.plan_costs(sample.indices)
+    assert sample.plan == ("sequential" if sequential <= seek else "seek")
+
+
+def test_both_plans_are_exercised(numbered: FrameSource):
+    few = numbered.plan_costs(numbered._pick_indices(uniform_times(3, 10.0)))
+    many = numbered.plan_costs(numbered._pick_indices(uniform_times(200, 10.0)))
+    assert few[1] < few[0], "3 frames from 250: seeking costs less"
+    assert many[0] < many[1], "200 frames from 250: one sequential pass costs less"
+
+
+def test_weighted_sampling_puts_the_expected_share_inside_the_segments(numbered: FrameSource):
+    segments = [(2.0, 4.0), (7.0, 8.0)]
+    sample = numbered.sample_weighted(40, segments)
+    _check_true_time(sample)
+    inside = sum(any(s <= t <= e for s, e in segments) for t in sample.timestamps)
+    share = expected_share_inside(10.0, segments)
+    assert share == pytest.approx(1.5 * 3 / (1.5 * 3 + 7))
+    assert inside / 40 == pytest.approx(share, abs=1 / 40 + 1e-9)
+    assert sample.sampling == "weighted" and sample.segments == segments
+
+
+def test_weighted_density_is_one_and_a_half_times_inside():
+    times = weighted_times(1000, 100.0, [(20.0, 40.0)])
+    inside = sum(20 <= t <= 40 for t in times) / 20
+    outside = sum(not 20 <= t <= 40 for t in times) / 80
+    assert inside / outside == pytest.approx(1.5, rel=0.02)
+
+
+def test_bad_segments_are_clipped_merged_or_ignored():
+    assert weighted_times(4, 10.0, [(8.0, 3.0)]) == uniform_times(4, 10.0)
+    times = weighted_times(100, 10.0, [(-5.0, 2.0), (1.0, 3.0), (9.0, 50.0)])
+    assert all(0 <= t <= 10 for t in times)
+
+
+def test_the_same_request_twice_decodes_once(numbered: FrameSource):
+    first = numbered.sample_uniform(12)
+    decoded = numbered.frames_decoded_total
+    second = numbered.sample_uniform(12)
+    assert first.decoded_frames == 12 and second.decoded_frames == 0
+    assert numbered.frames_decoded_total == decoded
+    assert second.plan == "memory" and (second.frames == first.frames).all()
+
+
+def test_a_later_round_decodes_only_frames_not_seen_before(numbered: FrameSource):
+    first = numbered.sample_uniform(16)
+    second = numbered.sample_weighted(16, [(2.0, 5.0)])
+    new = set(second.indices) - set(first.indices)
+    assert second.decoded_frames == len(new)
+
+
+def test_the_shared_source_keeps_frames_across_callers(settings: Settings, clips):
+    shutil.copyfile(clips["numbered"], settings.media_dir / "numbered.mp4")
+    asset = prepare_media("numbered.mp4", settings)
+    asset.frames(settings).sample_uniform(8)
+    again = frame_source(Path(asset.sanitized.path)).sample_uniform(8)
+    assert again.decoded_frames == 0
+
+
+def test_frames_fit_the_pixel_budget_in_multiples_of_28(numbered: FrameSource):
+    sample = numbered.sample_uniform(4, max_pixels=128 * 28 * 28)
+    _, height, width, channels = sample.frames.shape
+    assert height % 28 == 0 and width % 28 == 0 and channels == 3
+    assert height * width <= 128 * 28 * 28
+    assert sample.frames.dtype.name == "uint8"
+
+
+@pytest.mark.parametrize(("h", "w"), [(720, 1280), (1280, 720), (2750, 1834), (100, 60), (4000, 30)])
+def test_smart_resize(h, w):
+    nh, nw = smart_resize(h, w, max_pixels=256 * 28 * 28)
+    assert nh % 28 == 0 and nw % 28 == 0
+    assert 4 * 28 * 28 <= nh * nw <= 256 * 28 * 28
+    if max(h, w) / min(h, w) < 20:
+        assert nw / nh == pytest.approx(w / h, rel=0.25)
+
+
+def test_fps_sampling_respects_min_and_max(numbered: FrameSource):
+    assert len(numbered.sample_fps(2.0).indices) == 20
+    assert len(numbered.sample_fps(0.1, min_frames=4).indices) == 4
+    assert len(numbered.sample_fps(10.0, max_frames=32).indices) == 32
+
+
+def test_asking_for_more_frames_than_the_video_has_returns_each_once(numbered: FrameSource):
+    sample = numbered.sample_uniform(400)
+    assert sample.indices == list(range(250))
+
+
+def test_bad_counts_are_refused(numbered: FrameSource):
+    with pytest.raises(InputError, match="between 1 and"):
+        numbered.sample_uniform(0)
+
+
+def test_video_metadata_for_the_processor(numbered: FrameSource):
+    sample = numbered.sample_uniform(8)
+    meta = sample.video_metadata()
+    assert meta["fps"] == pytest.approx(FPS) and meta["total_num_frames"] == 250
+    assert meta["frames_indices"] == sample.indices
+    assert sample.sampled_fps == pytest.approx(0.8)

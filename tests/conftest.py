@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,9 +17,23 @@ import pytest
 from core.config import Settings
 from tests.media_factory import make_clip, make_numbered_clip
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "media"
-if not FIXTURES.is_dir():  # a checkout whose shared/ sits elsewhere: look next to the repo
-    FIXTURES = Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "media"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _find_fixtures() -> Path:
+    """shared/fixtures/media: named by VCHAT_FIXTURES_DIR, beside this checkout (as in CI),
+    or beside the repository this one was cloned from (a fresh clone in a temp dir)."""
+    candidates = [Path(os.environ["VCHAT_FIXTURES_DIR"])] if os.environ.get("VCHAT_FIXTURES_DIR") else []
+    candidates += [ROOT.parent / "shared" / "fixtures" / "media", ROOT / "shared" / "fixtures" / "media"]
+    origin = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "fixtures" / "media")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+FIXTURES = _find_fixtures()
 
 
 @pytest.fixture(scope="session")

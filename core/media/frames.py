@@ -20,7 +20,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,43 +370,41 @@ class FrameSource:
         sequential, seek_cost = self.plan_costs(wanted)
         plan = "sequential" if sequential <= seek_cost else "seek"
         wanted_by_pts = {self.index.pts[i]: i for i in wanted}
+        remaining = set(wanted)
         with av.open(str(self.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if plan == "sequential":
-                self._collect(container.decode(stream), wanted_by_pts, set(wanted), width, height)
+                self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, max(wanted))
             else:
-                remaining = set(wanted)
                 for i in wanted:
-                    if i not in remaining:
-                        continue
-                    key = self.index.keyframe_before(i)
-                    container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
-                    self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, stop_at=i)
+                    if i in remaining:
+                        key = self.index.keyframe_before(i)
+                        container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
+                        self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, i)
+        for i in sorted(remaining):  # a frame the decoder never produced: serve its nearest neighbour
+            self._store((i, height, width), self._nearest_cached(i, width, height))
         return plan
 
     def _collect(
         self,
-        frames,
+        frames: Iterable[av.VideoFrame],
         wanted_by_pts: dict[int, int],
-        remaining: set[int],  # type: ignore[no-untyped-def]
+        remaining: set[int],
         width: int,
         height: int,
-        stop_at: int | None = None,
+        stop_at: int,
     ) -> None:
-        last_pts = self.index.pts[stop_at] if stop_at is not None else self.index.pts[max(remaining)]
+        """Convert the wanted frames among `frames` until frame `stop_at` has gone by."""
+        last_pts = self.index.pts[stop_at]
         for frame in frames:
             index = wanted_by_pts.get(frame.pts)
             if index is not None and index in remaining:
-                array = frame.to_ndarray(format="rgb24", width=width, height=height)
-                self._store((index, height, width), array)
+                self._store((index, height, width), frame.to_ndarray(format="rgb24", width=width, height=height))
                 remaining.discard(index)
                 self.frames_decoded_total += 1
             if (frame.pts is not None and frame.pts >= last_pts) or not remaining:
                 break
-        if stop_at is not None and stop_at in remaining:
-            remaining.discard(stop_at)  # undecodable frame: served as the nearest decoded one
-            self._store((stop_at, height, width), self._nearest_cached(stop_at, width, height))
 
     def _nearest_cached(self, index: int, width: int, height: int) -> np.ndarray:
         same_size = [i for (i, h, w) in self._cache if (h, w) == (height, width)]

@@ -136,6 +136,8 @@ class FrameIndex:
     keyframe: list[bool]
     time_base: float
     start_s: float
+    width: int
+    height: int
 
     @property
     def count(self) -> int:
@@ -176,6 +178,7 @@ def build_frame_index(path: Path) -> FrameIndex:
         stream = container.streams.video[0]
         entries = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None and p.size]
         time_base = float(stream.time_base)
+        width, height = stream.codec_context.width, stream.codec_context.height
         start = stream.start_time if stream.start_time is not None else (min(e[0] for e in entries) if entries else 0)
     entries.sort()
     return FrameIndex(
@@ -183,6 +186,8 @@ def build_frame_index(path: Path) -> FrameIndex:
         keyframe=[key for _, key in entries] if entries else [],
         time_base=time_base,
         start_s=start * time_base,
+        width=width,
+        height=height,
     )
 
 
@@ -191,19 +196,19 @@ def load_frame_index(path: Path) -> FrameIndex:
     cache = path.with_name(path.name + ".frames.json")
     stat = path.stat()
     stored = read_json(cache)
-    if stored and stored.get("size") == stat.st_size and stored.get("mtime_ns") == stat.st_mtime_ns:
-        return FrameIndex(stored["pts"], stored["keyframe"], stored["time_base"], stored["start_s"])
+    fields = ("pts", "keyframe", "time_base", "start_s", "width", "height")
+    if (
+        stored
+        and stored.get("size") == stat.st_size
+        and stored.get("mtime_ns") == stat.st_mtime_ns
+        and all(f in stored for f in fields)
+    ):
+        return FrameIndex(*(stored[f] for f in fields))
     index = build_frame_index(path)
     atomic_write_json(
         cache,
-        {
-            "size": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns,
-            "pts": index.pts,
-            "keyframe": index.keyframe,
-            "time_base": index.time_base,
-            "start_s": index.start_s,
-        },
+        {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, **{f: getattr(index, f) for f in fields}},
+        indent=None,
     )
     return index
 
@@ -223,7 +228,10 @@ class FrameSample:
     duration_s: float
     sampling: str
     segments: list[tuple[float, float]] = field(default_factory=list)
+    # Frames the decoder produced for this request (0 when all came from memory), and how
+    # many of the returned frames were not in memory before.
     decoded_frames: int = 0
+    new_frames: int = 0
     plan: str = "memory"
     seconds: float = 0.0
 
@@ -252,6 +260,7 @@ class FrameSample:
             "video_fps": round(self.video_fps, 3),
             "duration_s": round(self.duration_s, 3),
             "decoded_frames": self.decoded_frames,
+            "new_frames": self.new_frames,
             "plan": self.plan,
             "seconds": round(self.seconds, 3),
         }
@@ -269,7 +278,7 @@ class FrameSource:
         self._cache_bytes = 0
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
-        self.frames_decoded_total = 0
+        self.frames_decoded_total = 0  # frames the decoder has produced over this source's life
 
     # -- public sampling -----------------------------------------------------------------
     def sample_uniform(
@@ -330,12 +339,12 @@ class FrameSource:
     ) -> FrameSample:
         started = time.perf_counter()
         indices = self._pick_indices(times)
-        with av.open(str(self.path)) as probe_container:
-            ctx = probe_container.streams.video[0].codec_context
-            height, width = smart_resize(ctx.height, ctx.width, min_pixels=min_pixels, max_pixels=max_pixels)
+        height, width = smart_resize(self.index.height, self.index.width, min_pixels=min_pixels, max_pixels=max_pixels)
         with self._lock:
             missing = [i for i in indices if (i, height, width) not in self._cache]
+            decoded_before = self.frames_decoded_total
             plan = self._decode(missing, width, height) if missing else "memory"
+            decoded = self.frames_decoded_total - decoded_before
             frames = np.stack([self._cache[(i, height, width)] for i in indices])
             for i in indices:
                 self._cache.move_to_end((i, height, width))
@@ -348,7 +357,8 @@ class FrameSource:
             duration_s=self.index.duration_s,
             sampling=sampling,
             segments=segments,
-            decoded_frames=len(missing),
+            decoded_frames=decoded,
+            new_frames=len(missing),
             plan=plan,
             seconds=time.perf_counter() - started,
         )
@@ -398,11 +408,11 @@ class FrameSource:
         """Convert the wanted frames among `frames` until frame `stop_at` has gone by."""
         last_pts = self.index.pts[stop_at]
         for frame in frames:
+            self.frames_decoded_total += 1
             index = wanted_by_pts.get(frame.pts)
             if index is not None and index in remaining:
                 self._store((index, height, width), frame.to_ndarray(format="rgb24", width=width, height=height))
                 remaining.discard(index)
-                self.frames_decoded_total += 1
             if (frame.pts is not None and frame.pts >= last_pts) or not remaining:
                 break
 

@@ -53,8 +53,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, sort_keys=True, default=str).encode())
+def atomic_write_json(path: Path, obj: Any, indent: int | None = 2) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=indent, sort_keys=True, default=str).encode())
 
 
 def read_json(path: Path) -> Any | None:

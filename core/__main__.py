@@ -9,7 +9,11 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
 
 from core.config import Settings, get_settings
 from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, VChatError
@@ -62,6 +66,60 @@ def cmd_frames(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    from core.models.base import AnalysisRequest, GenerationSettings
+    from core.models.registry import get_backend
+
+    # Validate everything cheap before fetching media or loading a model.
+    request = AnalysisRequest(
+        question=args.question,
+        rounds=args.rounds,
+        frames=args.frames,
+        fps=args.fps,
+        max_pixels=args.max_pixels,
+        generation=GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
+    )
+    backend = get_backend(args.model, settings, Path(args.model_path) if args.model_path else None)
+    backend.check()
+    asset = _prepare(args, settings)
+    stream = None
+    if not args.json and not args.quiet:
+        last = {"round": 0, "at": 0.0}
+
+        def stream(number: int, text: str) -> None:
+            now = time.monotonic()
+            if number != last["round"] or now - last["at"] > 0.5:
+                if number != last["round"] and last["round"]:
+                    sys.stderr.write("\n")
+                sys.stderr.write(f"\r[round {number}] {len(text)} characters generated")
+                last.update({"round": number, "at": now})
+
+    result = backend.analyze(asset, request, stream)
+    if stream:
+        sys.stderr.write("\n")
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        for record in result.rounds:
+            spans = ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f} s" for s in record.segments) or "none"
+            sys.stderr.write(f"round {record.round}: {record.sampling}, segments: {spans}\n")
+        for note in result.notes:
+            sys.stderr.write(f"note: {note}\n")
+        print(result.answer)
+    return EXIT_OK
+
+
+def cmd_tiny_model(args: argparse.Namespace, settings: Settings) -> int:
+    from core.models.local.tiny import write_tiny_model
+
+    target = Path(args.directory)
+    if target.exists() and any(target.iterdir()):
+        raise VChatError(f"{target} exists and is not empty.", "Choose a new folder; nothing is overwritten.")
+    write_tiny_model(target)
+    print(target)
+    return EXIT_OK
+
+
 def _parse_segments(text: str) -> list[tuple[float, float]]:
     segments = []
     for part in text.split(","):
@@ -94,12 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--segments", help="R1.5 weighted sampling inside START-END[,START-END...] seconds")
     frames.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel budget per frame")
     frames.add_argument("--json", action="store_true", help="print JSON")
+    analyze = source_command("analyze", "ask a question about a video")
+    analyze.add_argument("--question", "-Q", required=True, help="what you want to know")
+    analyze.add_argument("--model", default="local", help="backend: local (default)")
+    analyze.add_argument("--model-path", help="folder of a Qwen2.5-VL / VideoChat-R1.5 checkpoint")
+    analyze.add_argument("--rounds", type=int, default=3, help="perception rounds, 1..5 (default 3)")
+    analyze.add_argument("--frames", type=int, default=32, help="frames per round, 1..256 (default 32)")
+    analyze.add_argument("--fps", type=float, help="sample at this rate (up to --frames) instead of a fixed count")
+    analyze.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel budget per frame")
+    analyze.add_argument("--max-new-tokens", type=int, default=512, help="tokens generated per round")
+    analyze.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    analyze.add_argument("--json", action="store_true", help="print the full AnalysisResult as JSON")
+
+    tiny = commands.add_parser("tiny-model", help="write a tiny random checkpoint of the local model's architecture")
+    tiny.add_argument("directory", help="new folder to write it to")
     return parser
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "fetch": cmd_fetch,
     "frames": cmd_frames,
+    "analyze": cmd_analyze,
+    "tiny-model": cmd_tiny_model,
 }
 
 
@@ -113,6 +187,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VChatError as exc:
         sys.stderr.write(f"error: {exc.one_line()}\n")
         return exc.exit_code
+    except ValidationError as exc:  # a setting out of range (pydantic's own bounds)
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        sys.stderr.write(f"error: {where}: {first['msg']}\n")
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return EXIT_INTERNAL

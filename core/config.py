@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     max_video_side: int = Field(8192, ge=64)
     max_aspect_ratio: float = Field(12.0, ge=1)
 
+    # The local model (VideoChat-R1.5): an explicit path, else ./VideoChat-R1, else the hub
+    # id through the Hugging Face cache (downloaded only when model_download is set).
+    model_path: Path | None = None
+    preseed_dir: Path = Path("VideoChat-R1")
+    model_id: str = "OpenGVLab/VideoChat-R1_5-7B"
+    model_download: bool = False
+    quantization: str = Field("none", pattern="^(none|8bit|4bit)$")
+    max_visual_tokens: int = Field(16384, ge=64)
+
     # Frames held in memory per video (decoded once, served to later rounds).
     frame_cache_mb: int = Field(1024, ge=16)
 

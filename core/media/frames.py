@@ -282,11 +282,20 @@ class FrameSource:
 
     # -- public sampling -----------------------------------------------------------------
     def sample_uniform(
-        self, n: int, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS
+        self,
+        n: int,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        pool: Sequence[int] | None = None,
     ) -> FrameSample:
         n = _check_count(n)
         times = uniform_times(n, self.index.duration_s)
-        return self._sample(times, "uniform", [], max_pixels, min_pixels)
+        return self._sample(times, "uniform", [], max_pixels, min_pixels, pool)
+
+    def count_for_fps(self, fps: float, min_frames: int = 4, max_frames: int = 256) -> int:
+        if fps <= 0:
+            raise InputError("fps must be above 0.")
+        return _check_count(min(max_frames, max(min_frames, round(self.index.duration_s * fps))))
 
     def sample_fps(
         self,
@@ -295,12 +304,11 @@ class FrameSource:
         max_frames: int = 256,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_pixels: int = DEFAULT_MIN_PIXELS,
+        pool: Sequence[int] | None = None,
     ) -> FrameSample:
-        if fps <= 0:
-            raise InputError("fps must be above 0.")
-        n = min(max_frames, max(min_frames, round(self.index.duration_s * fps)))
-        times = uniform_times(_check_count(n), self.index.duration_s)
-        return self._sample(times, f"fps={fps:g}", [], max_pixels, min_pixels)
+        n = self.count_for_fps(fps, min_frames, max_frames)
+        times = uniform_times(n, self.index.duration_s)
+        return self._sample(times, f"fps={fps:g}", [], max_pixels, min_pixels, pool)
 
     def sample_weighted(
         self,
@@ -308,37 +316,63 @@ class FrameSource:
         segments: Sequence[tuple[float, float]],
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_pixels: int = DEFAULT_MIN_PIXELS,
+        pool: Sequence[int] | None = None,
     ) -> FrameSample:
         n = _check_count(n)
         spans = merge_segments(segments, self.index.duration_s)
         times = weighted_times(n, self.index.duration_s, spans)
-        return self._sample(times, "weighted" if spans else "uniform", spans, max_pixels, min_pixels)
+        return self._sample(times, "weighted" if spans else "uniform", spans, max_pixels, min_pixels, pool)
+
+    def pool_indices(self, n: int) -> list[int]:
+        """A uniform pool of `n` frames to decode once and serve several rounds from."""
+        return self._pick_indices(uniform_times(min(n, self.index.count), self.index.duration_s))
+
+    def prefetch(
+        self, indices: Sequence[int], max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS
+    ) -> int:
+        """Decode `indices` (those not in memory) at the size a sample would use; return
+        how many frames the decoder produced."""
+        height, width = smart_resize(self.index.height, self.index.width, min_pixels=min_pixels, max_pixels=max_pixels)
+        with self._lock:
+            missing = sorted(i for i in set(indices) if (i, height, width) not in self._cache)
+            before = self.frames_decoded_total
+            if missing:
+                self._decode(missing, width, height)
+            return self.frames_decoded_total - before
 
     # -- internals -----------------------------------------------------------------------
-    def _pick_indices(self, times: list[float]) -> list[int]:
-        """Nearest distinct frames to `times`, in time order (all frames if too few)."""
-        if len(times) >= self.index.count:
-            return list(range(self.index.count))
+    def _pick_indices(self, times: list[float], pool: Sequence[int] | None = None) -> list[int]:
+        """Nearest distinct frames to `times`, in time order (all frames if too few).
+
+        With a `pool`, frames are chosen among the pool's frames only."""
+        candidates = sorted(set(pool)) if pool is not None else list(range(self.index.count))
+        if len(times) >= len(candidates):
+            return candidates
         chosen: list[int] = []
         taken: set[int] = set()
         for t in times:
-            i = self.index.nearest(t)
-            step = 1
-            while i in taken:  # move a collision to the nearest free neighbour
-                for candidate in (i + step, i - step):
-                    if 0 <= candidate < self.index.count and candidate not in taken:
-                        i = candidate
-                        break
-                step += 1
-            taken.add(i)
-            chosen.append(i)
+            target = self.index.nearest(t)
+            j = bisect.bisect_left(candidates, target)
+            options = sorted(
+                (c for c in candidates[max(0, j - len(times)) : j + len(times) + 1] if c not in taken),
+                key=lambda c: (abs(self.index.seconds(c) - t), c),
+            )
+            pick = options[0] if options else next(c for c in candidates if c not in taken)
+            taken.add(pick)
+            chosen.append(pick)
         return sorted(chosen)
 
     def _sample(
-        self, times: list[float], sampling: str, segments: list[tuple[float, float]], max_pixels: int, min_pixels: int
+        self,
+        times: list[float],
+        sampling: str,
+        segments: list[tuple[float, float]],
+        max_pixels: int,
+        min_pixels: int,
+        pool: Sequence[int] | None = None,
     ) -> FrameSample:
         started = time.perf_counter()
-        indices = self._pick_indices(times)
+        indices = self._pick_indices(times, pool)
         height, width = smart_resize(self.index.height, self.index.width, min_pixels=min_pixels, max_pixels=max_pixels)
         with self._lock:
             missing = [i for i in indices if (i, height, width) not in self._cache]

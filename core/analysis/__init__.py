@@ -1,0 +1,1 @@
+"""Analysis: the perception loop, and (later) factuality checks and reports."""

@@ -1,0 +1,1 @@
+"""Model backends: the interface, the registry and the local model."""

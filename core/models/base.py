@@ -1,0 +1,162 @@
+"""The backend interface: what pages, jobs and the CLI give a model and get back.
+
+Pages and jobs never name a model family: they build an `AnalysisRequest`, look a backend
+up in the registry (`core.models.registry`) and receive an `AnalysisResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from pydantic import BaseModel, Field, field_validator
+
+from core.errors import InputError
+from core.media.frames import DEFAULT_MAX_PIXELS
+from core.media.pipeline import MediaAsset
+
+MAX_QUESTION_CHARS = 4000
+MAX_ROUNDS = 5
+MAX_REQUEST_FRAMES = 256
+
+# Called with (round number, text of that round so far) while a model generates.
+StreamFn = Callable[[int, str], None]
+
+
+class GenerationSettings(BaseModel):
+    max_new_tokens: int = Field(512, ge=1, le=8192)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)  # 0 = greedy
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.05, ge=0.5, le=2.0)
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class AnalysisRequest(BaseModel):
+    """A question about one video and every setting its answer depends on."""
+
+    question: str
+    rounds: int = 3
+    frames: int = 32
+    fps: float | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    adapter: str | None = None
+    context: str | None = None  # e.g. the Gemini digest in linked mode
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise InputError("The question is empty.", "Type what you want to know about the video.")
+        if len(value) > MAX_QUESTION_CHARS:
+            raise InputError(
+                f"The question is {len(value)} characters long; the limit is {MAX_QUESTION_CHARS}.",
+                "Ask a shorter question.",
+            )
+        return value
+
+    @field_validator("rounds")
+    @classmethod
+    def _rounds(cls, value: int) -> int:
+        if not 1 <= value <= MAX_ROUNDS:
+            raise InputError(f"Rounds must be between 1 and {MAX_ROUNDS}; got {value}.")
+        return value
+
+    @field_validator("frames")
+    @classmethod
+    def _frames(cls, value: int) -> int:
+        if not 1 <= value <= MAX_REQUEST_FRAMES:
+            raise InputError(f"Frames must be between 1 and {MAX_REQUEST_FRAMES}; got {value}.")
+        return value
+
+    @field_validator("fps")
+    @classmethod
+    def _fps(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value <= 30:
+            raise InputError(f"fps must be above 0 and at most 30; got {value}.")
+        return value
+
+    @field_validator("max_pixels")
+    @classmethod
+    def _pixels(cls, value: int) -> int:
+        low, high = 4 * 28 * 28, 16384 * 28 * 28
+        if not low <= value <= high:
+            raise InputError(f"Max pixels per frame must be between {low} and {high}; got {value}.")
+        return value
+
+
+class Segment(BaseModel):
+    """A time span of the video, in the video's seconds (mapped from the model's time)."""
+
+    start_s: float
+    end_s: float
+    model_start_s: float | None = None  # as the model named it, on its uniform time axis
+    model_end_s: float | None = None
+
+
+class DroppedSegment(BaseModel):
+    text: str
+    reason: str
+
+
+class RoundRecord(BaseModel):
+    """One look at the video: what the model was shown and asked, and what it said."""
+
+    round: int
+    prompt: str
+    raw_output: str
+    reasoning: str | None = None
+    answer: str | None = None
+    segments: list[Segment] = Field(default_factory=list)
+    dropped_segments: list[DroppedSegment] = Field(default_factory=list)
+    parse_notes: list[str] = Field(default_factory=list)
+    sampling: str
+    frame_timestamps: list[float]
+    frame_indices: list[int]
+    sampled_fps: float
+    second_per_grid_t: float | None = None
+    uniformity_departure_s: float = 0.0  # largest distance of a frame from the uniform grid
+    decoded_frames: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    seconds: float = 0.0
+
+
+class ModelInfo(BaseModel):
+    backend: str
+    name: str
+    source: str | None = None
+    adapter: str | None = None
+    adapter_config_hash: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    load_seconds: float | None = None
+
+
+class AnalysisResult(BaseModel):
+    question: str
+    answer: str
+    model: ModelInfo
+    request: AnalysisRequest
+    media_sha256: str | None = None
+    rounds: list[RoundRecord] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Backend(Protocol):
+    """A model that answers a question about a video."""
+
+    name: str
+
+    def check(self) -> None:
+        """Raise a VChatError now if this backend cannot run (missing weights, bad key...)."""
+        ...
+
+    def analyze(
+        self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None
+    ) -> AnalysisResult: ...

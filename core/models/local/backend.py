@@ -1,0 +1,155 @@
+"""The local VideoChat-R1.5 backend: the perception loop on the one loaded model."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from core.analysis.perception import Generation, run_perception
+from core.config import Settings
+from core.media.frames import FrameIndex, FrameSample, smart_resize
+from core.media.pipeline import MediaAsset
+from core.models.base import AnalysisRequest, AnalysisResult, GenerationSettings, StreamFn
+from core.models.local.loading import LoadedModel, get_local_model, resolve_source
+
+TOKEN_PATCH = 28  # one visual token per 28x28 pixels after the 2x2 merge
+TEMPORAL_PATCH = 2  # frames per temporal token
+
+
+def visual_tokens(index: FrameIndex, frames: int, max_pixels: int) -> int:
+    height, width = smart_resize(index.height, index.width, max_pixels=max_pixels)
+    return math.ceil(frames / TEMPORAL_PATCH) * (height // TOKEN_PATCH) * (width // TOKEN_PATCH)
+
+
+def clip_to_budget(request: AnalysisRequest, index: FrameIndex, budget: int) -> tuple[AnalysisRequest, list[str]]:
+    """Lower the pixels per frame (then the frame count) until a round fits `budget` tokens."""
+    wanted = visual_tokens(index, request.frames, request.max_pixels)
+    if wanted <= budget:
+        return request, []
+    frames, max_pixels = request.frames, request.max_pixels
+    min_pixels = 4 * TOKEN_PATCH * TOKEN_PATCH
+    while visual_tokens(index, frames, max_pixels) > budget and max_pixels > min_pixels:
+        max_pixels = max(min_pixels, int(max_pixels * 0.8))
+    while visual_tokens(index, frames, max_pixels) > budget and frames > 2:
+        frames -= 2
+    clipped = request.model_copy(update={"frames": frames, "max_pixels": max_pixels})
+    note = (
+        f"The request needed {wanted} visual tokens a round, above the budget of {budget} "
+        f"(VCHAT_MAX_VISUAL_TOKENS): clipped to {frames} frames of at most {max_pixels} pixels."
+    )
+    return clipped, [note]
+
+
+def _generate_kwargs(settings: GenerationSettings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.max_new_tokens,
+        "repetition_penalty": settings.repetition_penalty,
+        "do_sample": not settings.greedy,
+    }
+    if not settings.greedy:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    return kwargs
+
+
+def generate_text(
+    loaded: LoadedModel,
+    sample: FrameSample,
+    prompt: str,
+    settings: GenerationSettings,
+    on_partial: Callable[[str], None] | None = None,
+) -> Generation:
+    """One generate call on `sample`'s frames, with their true sampling rate."""
+    import torch
+
+    processor = loaded.processor
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(
+        text=[text],
+        videos=[sample.frames],
+        video_metadata=[sample.video_metadata()],
+        do_sample_frames=False,  # the frames are already sampled, with their true times
+        do_resize=False,  # and already resized to the pixel budget in multiples of 28
+        cap_pixels_per_frame=False,
+        return_tensors="pt",
+    )
+    second_per_grid_t = float(inputs["second_per_grid_ts"][0]) if "second_per_grid_ts" in inputs else None
+    inputs = inputs.to(loaded.model.device)
+    prompt_tokens = int(inputs["input_ids"].shape[1])
+    kwargs = _generate_kwargs(settings)
+    with loaded.lock, torch.inference_mode():
+        if on_partial is None:
+            output = loaded.model.generate(**inputs, **kwargs)
+        else:
+            output = _generate_streaming(loaded, inputs, kwargs, on_partial)
+    new_tokens = output[0, prompt_tokens:]
+    answer = processor.tokenizer.decode(new_tokens, skip_special_tokens=True)
+    return Generation(answer, prompt_tokens, int(new_tokens.shape[0]), second_per_grid_t)
+
+
+def _generate_streaming(loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any], on_partial: Callable[[str], None]):  # type: ignore[no-untyped-def]
+    """generate() in a worker thread, feeding partial text to `on_partial` as it comes."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    streamer = TextIteratorStreamer(loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    holder: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                holder["output"] = loaded.model.generate(**inputs, **kwargs, streamer=streamer)
+        except BaseException as exc:  # surfaced in the caller's thread below
+            holder["error"] = exc
+            streamer.end()
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    partial = ""
+    for chunk in streamer:
+        partial += chunk
+        on_partial(partial)
+    worker.join()
+    if "error" in holder:
+        raise holder["error"]
+    return holder["output"]
+
+
+class LocalBackend:
+    """VideoChat-R1.5 (or any Qwen2.5-VL checkpoint) run with transformers in this process."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, model_path: Path | None = None) -> None:
+        self.settings = settings
+        self.model_path = model_path
+
+    def check(self) -> None:
+        """Refuse a missing or wrong checkpoint before any media or GPU work."""
+        resolve_source(self.settings, self.model_path)
+
+    def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
+        started = time.perf_counter()
+        loaded = get_local_model(self.settings, self.model_path)
+        source = asset.frames(self.settings)
+        request, notes = clip_to_budget(request, source.index, self.settings.max_visual_tokens)
+
+        def generate(sample: FrameSample, prompt: str, number: int) -> Generation:
+            partial = (lambda text: on_text(number, text)) if on_text else None
+            return generate_text(loaded, sample, prompt, request.generation, partial)
+
+        rounds = run_perception(source, request, generate)
+        return AnalysisResult(
+            question=request.question,
+            answer=rounds[-1].answer or "",
+            model=loaded.info,
+            request=request,
+            media_sha256=asset.sha256,
+            rounds=rounds,
+            notes=notes,
+            seconds=round(time.perf_counter() - started, 3),
+        )

@@ -77,7 +77,12 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         frames=args.frames,
         fps=args.fps,
         max_pixels=args.max_pixels,
-        generation=GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature),
+        generation=GenerationSettings(
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            repetition_penalty=args.repetition_penalty,
+        ),
     )
     backend = get_backend(args.model, settings, Path(args.model_path) if args.model_path else None)
     backend.check()
@@ -162,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel budget per frame")
     analyze.add_argument("--max-new-tokens", type=int, default=512, help="tokens generated per round")
     analyze.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    analyze.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (with --temperature > 0)")
+    analyze.add_argument("--repetition-penalty", type=float, default=1.05, help="default 1.05")
     analyze.add_argument("--json", action="store_true", help="print the full AnalysisResult as JSON")
 
     tiny = commands.add_parser("tiny-model", help="write a tiny random checkpoint of the local model's architecture")

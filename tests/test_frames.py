@@ -55,6 +55,7 @@ def test_seek_and_sequential_plans_give_the_same_true_frames(settings: Settings,
     _check_true_time(sample)
     sequential, seek = source.plan_costs(sample.indices)
     assert sample.plan == ("sequential" if sequential <= seek else "seek")
+    assert sample.decoded_frames <= min(sequential, seek), "the decoder does no more work than the plan costed"
 
 
 def test_both_plans_are_exercised(numbered: FrameSource):
@@ -152,3 +153,14 @@ def test_video_metadata_for_the_processor(numbered: FrameSource):
     assert meta["fps"] == pytest.approx(FPS) and meta["total_num_frames"] == 250
     assert meta["frames_indices"] == sample.indices
     assert sample.sampled_fps == pytest.approx(0.8)
+
+
+def test_seeking_decodes_on_within_a_keyframe_span_instead_of_seeking_again(numbered: FrameSource):
+    wanted = [60, 70, 80, 160, 170]  # keyframes every 50 frames: two spans, one seek each
+    sequential, seek = numbered.plan_costs(wanted)
+    assert seek < sequential
+    decoded = numbered.prefetch(wanted)
+    assert decoded <= (80 - 50 + 1) + (170 - 150 + 1)
+    sample = numbered.sample_uniform(5, pool=wanted)
+    assert sample.indices == wanted and sample.decoded_frames == 0
+    _check_true_time(sample)

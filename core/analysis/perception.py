@@ -11,6 +11,7 @@ parse of the glue list; nothing the model writes is evaluated.
 from __future__ import annotations
 
 import ast
+import math
 import re
 import time
 from collections.abc import Callable
@@ -193,7 +194,9 @@ class Generation:
 GenerateFn = Callable[[FrameSample, str, int], Generation]
 
 
-POOL_FACTOR = 2  # the decoded pool is twice as dense as one round: room for 1.5x inside segments
+# The decoded pool is 1.5x as dense as one round: just what 1.5x density inside segments needs
+# (a denser pool serves tiny segments more exactly but costs more decoding; see bench/perception.py).
+POOL_FACTOR = 1.5
 
 
 def frames_per_round(source: FrameSource, request: AnalysisRequest) -> int:
@@ -222,7 +225,7 @@ def run_perception(source: FrameSource, request: AnalysisRequest, generate: Gene
     segments: list[Segment] = []
     pool: list[int] | None = None
     if request.rounds > 1:  # decode once, up front, the frames every round will choose from
-        pool = source.pool_indices(POOL_FACTOR * frames_per_round(source, request))
+        pool = source.pool_indices(math.ceil(POOL_FACTOR * frames_per_round(source, request)))
     for number in range(1, request.rounds + 1):
         started = time.perf_counter()
         decoded_before = source.frames_decoded_total

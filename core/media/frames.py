@@ -410,6 +410,17 @@ class FrameSource:
             position = i
         return sequential, seek_cost
 
+    def _seek_runs(self, wanted: list[int]) -> list[tuple[int, int]]:
+        """(first, last) runs of wanted frames decoded after one seek: a frame whose keyframe
+        is at or before the previous wanted frame is reached by decoding on (as in plan_costs)."""
+        runs: list[tuple[int, int]] = []
+        for i in wanted:
+            if runs and self.index.keyframe_before(i) <= runs[-1][1]:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+        return runs
+
     def _decode(self, wanted: list[int], width: int, height: int) -> str:
         sequential, seek_cost = self.plan_costs(wanted)
         plan = "sequential" if sequential <= seek_cost else "seek"
@@ -421,11 +432,10 @@ class FrameSource:
             if plan == "sequential":
                 self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, max(wanted))
             else:
-                for i in wanted:
-                    if i in remaining:
-                        key = self.index.keyframe_before(i)
-                        container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
-                        self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, i)
+                for first, last in self._seek_runs(wanted):
+                    key = self.index.keyframe_before(first)
+                    container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
+                    self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, last)
         for i in sorted(remaining):  # a frame the decoder never produced: serve its nearest neighbour
             self._store((i, height, width), self._nearest_cached(i, width, height))
         return plan

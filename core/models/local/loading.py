@@ -196,7 +196,3 @@ def unload_local_model() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
-
-
-def loaded_model_info() -> ModelInfo | None:
-    return next((m.info for m in _loaded.values()), None)

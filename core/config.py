@@ -10,7 +10,7 @@ import functools
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -53,6 +53,21 @@ class Settings(BaseSettings):
     quantization: str = Field("none", pattern="^(none|8bit|4bit)$")
     max_visual_tokens: int = Field(16384, ge=64)
 
+    # LoRA adapters trained with `python -m finetune`, one folder each.
+    adapters_dir: Path = Path("lora_adapters")
+
+    # Google Gemini through google-genai. The key is read from GEMINI_API_KEY (no prefix);
+    # the SDK itself honours GOOGLE_GEMINI_BASE_URL. A key given in the UI overrides it.
+    gemini_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("GEMINI_API_KEY", "VCHAT_GEMINI_API_KEY")
+    )
+    gemini_model: str = "gemini-flash-latest"
+    gemini_inline_max_mb: float = Field(20, gt=0)  # bigger videos go through the Files API
+    gemini_timeout_s: float = Field(120, gt=0)  # one HTTP request
+    gemini_max_wait_s: float = Field(300, gt=0)  # all retries and upload polling together
+    gemini_retries: int = Field(4, ge=0, le=10)
+    gemini_allow_youtube_urls: bool = True  # public YouTube URLs go to Gemini without a download
+
     # Frames held in memory per video (decoded once, served to later rounds).
     frame_cache_mb: int = Field(1024, ge=16)
 
@@ -63,7 +78,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.replace(";", ",").split(",") if part.strip()]
         return value
 
-    @field_validator("data_dir", "media_dir", mode="after")
+    @field_validator("data_dir", "media_dir", "adapters_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         # Stored results name files by absolute path, so they stay valid from any cwd.

@@ -43,8 +43,9 @@ class AnalysisRequest(BaseModel):
     fps: float | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     generation: GenerationSettings = Field(default_factory=GenerationSettings)
-    adapter: str | None = None
+    adapter: str | None = None  # a LoRA adapter's name in the adapters folder; None = the base model
     context: str | None = None  # e.g. the Gemini digest in linked mode
+    gemini_model: str | None = None  # None = settings.gemini_model (gemini-flash-latest)
 
     @field_validator("question")
     @classmethod

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -19,6 +20,9 @@ from core.config import Settings, get_settings
 from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, VChatError
 from core.media.frames import DEFAULT_MAX_PIXELS
 from core.media.pipeline import MediaAsset, prepare_media
+
+if TYPE_CHECKING:
+    from core.models.base import AnalysisRequest, AnalysisResult, Backend, StreamFn
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,10 +87,11 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
             top_p=args.top_p,
             repetition_penalty=args.repetition_penalty,
         ),
+        gemini_model=args.gemini_model,
     )
+    # The Gemini key comes from GEMINI_API_KEY only: a key on the command line ends up in shell history.
     backend = get_backend(args.model, settings, Path(args.model_path) if args.model_path else None)
     backend.check()
-    asset = _prepare(args, settings)
     stream = None
     if not args.json and not args.quiet:
         last = {"round": 0, "at": 0.0}
@@ -99,7 +104,10 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
                 sys.stderr.write(f"\r[round {number}] {len(text)} characters generated")
                 last.update({"round": number, "at": now})
 
-    result = backend.analyze(asset, request, stream)
+    if args.no_download:
+        result = _analyze_by_url(args, settings, backend, request, stream)
+    else:
+        result = backend.analyze(_prepare(args, settings), request, stream)
     if stream:
         sys.stderr.write("\n")
     if args.json:
@@ -110,7 +118,55 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
             sys.stderr.write(f"round {record.round}: {record.sampling}, segments: {spans}\n")
         for note in result.notes:
             sys.stderr.write(f"note: {note}\n")
+        if result.gemini:
+            usage = result.gemini
+            sys.stderr.write(
+                f"gemini: {usage.model}, video {usage.path_taken or 'not sent'}, {usage.attempts} request(s), "
+                f"{usage.total_tokens} tokens\n"
+            )
         print(result.answer)
+    return EXIT_OK
+
+
+def _analyze_by_url(
+    args: argparse.Namespace, settings: Settings, backend: Backend, request: AnalysisRequest, stream: StreamFn | None
+) -> AnalysisResult:
+    """--no-download: a public YouTube URL handed to Gemini as is (no copy, so no provenance)."""
+    from core.models.gemini.backend import GeminiBackend
+    from core.models.gemini.video import is_youtube_url
+
+    if not isinstance(backend, GeminiBackend) or not is_youtube_url(args.source):
+        raise VChatError("--no-download works with --model gemini and a YouTube URL only.")
+    if not settings.gemini_allow_youtube_urls:
+        raise VChatError("Passing YouTube URLs to Gemini is turned off (VCHAT_GEMINI_ALLOW_YOUTUBE_URLS=0).")
+    return backend.analyze_youtube(args.source, request, stream)
+
+
+def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
+    from core.analysis.digest import get_digest
+    from core.models.gemini.client import GeminiClient
+
+    GeminiClient(settings, model=args.gemini_model)  # a missing key or a bad model name: before any fetch
+    asset = _prepare(args, settings)
+    record = get_digest(asset, settings, model=args.gemini_model, refresh=args.refresh)
+    if args.json:
+        print(record.model_dump_json(indent=2))
+        return EXIT_OK
+    digest = record.digest
+    print(digest.summary.strip())
+    sections = [
+        ("Scenes", [f"{s.start_s:7.1f}-{s.end_s:.1f} s  {s.description}" for s in digest.scenes]),
+        ("Speech", [f"{t.start_s:7.1f} s  {t.speaker}: {t.text}" for t in digest.transcript]),
+        ("On-screen text", [f"{t.start_s:7.1f} s  {t.text}" for t in digest.on_screen_text]),
+        ("Claims", [f"{c.start_s:7.1f} s  {c.speaker}: {c.claim}" for c in digest.claims]),
+        ("Audio", [f"{a.start_s:7.1f}-{a.end_s:.1f} s  {a.kind}: {a.note}" for a in digest.audio_notes]),
+    ]
+    for title, lines in sections:
+        print(f"\n{title}:" + ("" if lines else " none"))
+        for line in lines:
+            print(f"  {line}")
+    for note in record.notes:
+        sys.stderr.write(f"note: {note}\n")
     return EXIT_OK
 
 
@@ -159,7 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     frames.add_argument("--json", action="store_true", help="print JSON")
     analyze = source_command("analyze", "ask a question about a video")
     analyze.add_argument("--question", "-Q", required=True, help="what you want to know")
-    analyze.add_argument("--model", default="local", help="backend: local (default)")
+    analyze.add_argument("--model", default="local", help="backend: local (default), gemini, linked")
+    analyze.add_argument("--gemini-model", help="Gemini model name (default gemini-flash-latest); key: GEMINI_API_KEY")
+    analyze.add_argument(
+        "--no-download", action="store_true", help="with --model gemini: pass a public YouTube URL to Gemini as is"
+    )
     analyze.add_argument("--model-path", help="folder of a Qwen2.5-VL / VideoChat-R1.5 checkpoint")
     analyze.add_argument("--rounds", type=int, default=3, help="perception rounds, 1..5 (default 3)")
     analyze.add_argument("--frames", type=int, default=32, help="frames per round, 1..256 (default 32)")
@@ -171,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--repetition-penalty", type=float, default=1.05, help="default 1.05")
     analyze.add_argument("--json", action="store_true", help="print the full AnalysisResult as JSON")
 
+    digest = source_command("digest", "Gemini's digest: summary, scenes, transcript, on-screen text, claims, audio")
+    digest.add_argument("--gemini-model", help="Gemini model name (default gemini-flash-latest); key: GEMINI_API_KEY")
+    digest.add_argument("--refresh", action="store_true", help="ask Gemini again instead of using the stored digest")
+    digest.add_argument("--json", action="store_true", help="print the stored digest record as JSON")
+
     tiny = commands.add_parser("tiny-model", help="write a tiny random checkpoint of the local model's architecture")
     tiny.add_argument("directory", help="new folder to write it to")
     return parser
@@ -180,6 +245,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "fetch": cmd_fetch,
     "frames": cmd_frames,
     "analyze": cmd_analyze,
+    "digest": cmd_digest,
     "tiny-model": cmd_tiny_model,
 }
 

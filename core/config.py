@@ -66,7 +66,12 @@ class Settings(BaseSettings):
     gemini_timeout_s: float = Field(120, gt=0)  # one HTTP request
     gemini_max_wait_s: float = Field(300, gt=0)  # all retries and upload polling together
     gemini_retries: int = Field(4, ge=0, le=10)
-    gemini_allow_youtube_urls: bool = True  # public YouTube URLs go to Gemini without a download
+    gemini_backoff_s: float = Field(1.0, gt=0)  # first retry delay; doubles each retry
+    gemini_poll_s: float = Field(2.0, gt=0)  # Files API: how often to ask whether an upload is ACTIVE
+    gemini_keep_uploads: bool = False  # keep uploaded videos (48 h at Google) and reuse them by sha256
+    gemini_media_resolution: str = Field("default", pattern="^(default|low|medium|high)$")
+    gemini_allow_youtube_urls: bool = True  # public YouTube URLs may go to Gemini without a download
+    digest_context_tokens: int = Field(2000, ge=100)  # linked mode: digest text given to the local model
 
     # Frames held in memory per video (decoded once, served to later rounds).
     frame_cache_mb: int = Field(1024, ge=16)

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from core.config import Settings
+from tests.gemini_fake import VALID_KEY, FakeGemini
 from tests.media_factory import make_clip, make_numbered_clip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,3 +196,28 @@ def copy_fixture(fixtures_dir: Path, settings: Settings) -> Callable[[str], Path
         return target
 
     return copy
+
+
+@pytest.fixture
+def gemini(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGemini]:
+    """A local Gemini REST server, reached by the real SDK through GOOGLE_GEMINI_BASE_URL."""
+    fake = FakeGemini().start()
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def gemini_settings(settings: Settings) -> Settings:
+    """Settings with the fake's key and short waits (retries, polling) so tests stay fast."""
+    return settings.model_copy(
+        update={
+            "gemini_api_key": SecretStr(VALID_KEY),
+            "gemini_backoff_s": 0.05,
+            "gemini_poll_s": 0.05,
+            "gemini_max_wait_s": 20,
+            "gemini_timeout_s": 10,
+        }
+    )

@@ -71,6 +71,17 @@ def _last_tag(text: str, tag: str) -> str | None:
     return inner.strip() or None
 
 
+def check_span(start: float, end: float, duration_s: float) -> tuple[Segment | None, str]:
+    """A span in the video's seconds, clipped to its end; or None and why it cannot be one."""
+    if start != start or end != end:  # NaN
+        return None, "not numbers"
+    if end <= start:
+        return None, "end is not after start"
+    if start < 0 or start >= duration_s:
+        return None, f"outside the video (0-{duration_s:.1f} s)"
+    return Segment(start_s=start, end_s=min(end, duration_s)), ""
+
+
 def parse_glue(text: str, duration_s: float) -> tuple[list[Segment], list[DroppedSegment], list[str]]:
     """Time segments from a glue string such as "[(5.2, 10.4), (20, 25)]".
 
@@ -108,18 +119,16 @@ def parse_glue(text: str, duration_s: float) -> tuple[list[Segment], list[Droppe
         except (TypeError, ValueError):
             dropped.append(DroppedSegment(text=shown, reason="not numbers"))
             continue
-        if start != start or end != end:  # NaN
-            dropped.append(DroppedSegment(text=shown, reason="not numbers"))
-        elif end <= start:
-            dropped.append(DroppedSegment(text=shown, reason="end is not after start"))
-        elif start < 0 or start >= duration_s:
-            dropped.append(DroppedSegment(text=shown, reason=f"outside the video (0-{duration_s:.1f} s)"))
-        elif len(segments) >= MAX_SEGMENTS:
+        if len(segments) >= MAX_SEGMENTS:
             dropped.append(DroppedSegment(text=shown, reason=f"more than {MAX_SEGMENTS} segments"))
-        else:
-            if end > duration_s:
-                notes.append(f"segment {shown} was clipped to the video's end")
-            segments.append(Segment(start_s=start, end_s=min(end, duration_s)))
+            continue
+        segment, reason = check_span(start, end, duration_s)
+        if segment is None:
+            dropped.append(DroppedSegment(text=shown, reason=reason))
+            continue
+        if end > duration_s:
+            notes.append(f"segment {shown} was clipped to the video's end")
+        segments.append(segment)
     if len(dropped) > 50:
         notes.append(f"{len(dropped) - 50} more dropped segments not listed")
         dropped = dropped[:50]

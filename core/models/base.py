@@ -127,6 +127,45 @@ class RoundRecord(BaseModel):
     seconds: float = 0.0
 
 
+class ServiceCall(BaseModel):
+    """How one request to a remote model went: kept in results so costs and delays can be traced."""
+
+    what: str
+    attempts: int = 0
+    seconds: float = 0.0
+    waited_s: float = 0.0  # time spent in backoff between attempts
+
+
+class GeminiUsage(BaseModel):
+    """What the Gemini calls behind a result cost and which way the video went."""
+
+    model: str
+    path_taken: str | None = None  # inline | upload | youtube
+    file_name: str | None = None
+    reused_upload: bool = False
+    calls: list[ServiceCall] = Field(default_factory=list)
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+
+    @property
+    def attempts(self) -> int:
+        return sum(call.attempts for call in self.calls)
+
+
+class LinkedComparison(BaseModel):
+    """Linked mode: the local model's and Gemini's answers side by side. Never averaged."""
+
+    local_answer: str
+    gemini_answer: str
+    agreement: str  # agree | disagree | partly | unclear
+    method: str  # how agreement was judged (exact short answers, or Gemini as judge)
+    explanation: str = ""
+    local_segments: list[Segment] = Field(default_factory=list)
+    gemini_segments: list[Segment] = Field(default_factory=list)
+    shared_seconds: float = 0.0  # time cited by both
+
+
 class ModelInfo(BaseModel):
     backend: str
     name: str
@@ -147,6 +186,9 @@ class AnalysisResult(BaseModel):
     rounds: list[RoundRecord] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+    gemini: GeminiUsage | None = None  # the Gemini calls behind this result, if any
+    gemini_rounds: list[RoundRecord] = Field(default_factory=list)  # linked mode: Gemini's own answer
+    linked: LinkedComparison | None = None
 
 
 class Backend(Protocol):

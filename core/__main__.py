@@ -88,10 +88,11 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
             repetition_penalty=args.repetition_penalty,
         ),
         gemini_model=args.gemini_model,
+        adapter=args.adapter,
     )
     # The Gemini key comes from GEMINI_API_KEY only: a key on the command line ends up in shell history.
     backend = get_backend(args.model, settings, Path(args.model_path) if args.model_path else None)
-    backend.check()
+    backend.check(request)
     stream = None
     if not args.json and not args.quiet:
         last = {"round": 0, "at": 0.0}
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-download", action="store_true", help="with --model gemini: pass a public YouTube URL to Gemini as is"
     )
     analyze.add_argument("--model-path", help="folder of a Qwen2.5-VL / VideoChat-R1.5 checkpoint")
+    analyze.add_argument("--adapter", help="a LoRA adapter's name in the adapters folder (python -m finetune)")
     analyze.add_argument("--rounds", type=int, default=3, help="perception rounds, 1..5 (default 3)")
     analyze.add_argument("--frames", type=int, default=32, help="frames per round, 1..256 (default 32)")
     analyze.add_argument("--fps", type=float, help="sample at this rate (up to --frames) instead of a fixed count")

@@ -157,9 +157,14 @@ def test_cli_tiny_model_then_analyze_json(tmp_path: Path, clips):
         (["-Q", "ok?", "--rounds", "0"], "Rounds must be between 1 and 5"),
         (["-Q", "ok?", "--model-path", "/tmp"], "is not a model folder"),
         (["-Q", "ok?", "--max-new-tokens", "0"], "max_new_tokens"),
+        (["-Q", "ok?", "--adapter", "nope", "--model-path", "TINY"], "No finished adapter called 'nope'"),
+        (["-Q", "ok?", "--adapter", "../x", "--model-path", "TINY"], "'../x' is not an adapter name"),
     ],
 )
-def test_cli_bad_analyze_input_exits_2_before_any_work(tmp_path: Path, extra: list[str], message: str):
+def test_cli_bad_analyze_input_exits_2_before_any_work(
+    tmp_path: Path, tiny_model: Path, extra: list[str], message: str
+):
+    extra = [str(tiny_model) if arg == "TINY" else arg for arg in extra]
     proc = run_cli(["analyze", "missing.mp4", *extra], tmp_path)
     assert proc.returncode == 2, proc.stderr.decode()
     err = proc.stderr.decode()

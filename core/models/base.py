@@ -196,8 +196,8 @@ class Backend(Protocol):
 
     name: str
 
-    def check(self) -> None:
-        """Raise a VChatError now if this backend cannot run (missing weights, bad key...)."""
+    def check(self, request: AnalysisRequest | None = None) -> None:
+        """Raise a VChatError now if this backend cannot run (missing weights, unknown adapter, no key...)."""
         ...
 
     def analyze(

@@ -121,9 +121,9 @@ class LinkedBackend:
         self.gemini = GeminiBackend(settings, api_key)
         self.api_key = api_key
 
-    def check(self) -> None:
-        self.gemini.check()
-        self.local.check()
+    def check(self, request: AnalysisRequest | None = None) -> None:
+        self.gemini.check(request)
+        self.local.check(request)
 
     def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
         started = time.perf_counter()

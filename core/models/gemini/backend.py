@@ -101,9 +101,9 @@ class GeminiBackend:
     def client(self, request: AnalysisRequest | None = None) -> GeminiClient:
         return GeminiClient(self.settings, self.api_key, request.gemini_model if request else None)
 
-    def check(self) -> None:
-        """A key must be there (no network call: the Models page has the reachability check)."""
-        self.client()
+    def check(self, request: AnalysisRequest | None = None) -> None:
+        """A key and a well-formed model name must be there (no network call: see GeminiClient.ping)."""
+        self.client(request)
 
     @contextlib.contextmanager
     def video(self, client: GeminiClient, asset: MediaAsset, usage: GeminiUsage, fps: float | None) -> Iterator[Any]:

@@ -13,7 +13,8 @@ from core.analysis.perception import Generation, run_perception
 from core.config import Settings
 from core.media.frames import FrameIndex, FrameSample, smart_resize
 from core.media.pipeline import MediaAsset
-from core.models.base import AnalysisRequest, AnalysisResult, GenerationSettings, StreamFn
+from core.models.base import AnalysisRequest, AnalysisResult, GenerationSettings, ModelInfo, StreamFn
+from core.models.local.adapters import AdapterInfo, adapter_scope, get_adapter
 from core.models.local.loading import LoadedModel, get_local_model, resolve_source
 
 TOKEN_PATCH = 28  # one visual token per 28x28 pixels after the 2x2 merge
@@ -55,20 +56,10 @@ def _generate_kwargs(settings: GenerationSettings) -> dict[str, Any]:
     return kwargs
 
 
-def generate_text(
-    loaded: LoadedModel,
-    sample: FrameSample,
-    prompt: str,
-    settings: GenerationSettings,
-    on_partial: Callable[[str], None] | None = None,
-) -> Generation:
-    """One generate call on `sample`'s frames, with their true sampling rate."""
-    import torch
-
-    processor = loaded.processor
-    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = processor(
+def video_inputs(processor: Any, text: str, sample: FrameSample) -> Any:
+    """The processor's tensors for one chat text and its video: the only place frames meet the
+    processor, so fine-tuning (finetune/collator.py) feeds the model exactly as inference does."""
+    return processor(
         text=[text],
         videos=[sample.frames],
         video_metadata=[sample.video_metadata()],
@@ -77,11 +68,29 @@ def generate_text(
         cap_pixels_per_frame=False,
         return_tensors="pt",
     )
+
+
+def generate_text(
+    loaded: LoadedModel,
+    sample: FrameSample,
+    prompt: str,
+    settings: GenerationSettings,
+    on_partial: Callable[[str], None] | None = None,
+    adapter: AdapterInfo | None = None,
+) -> Generation:
+    """One generate call on `sample`'s frames, with their true sampling rate, by the base model
+    (`adapter` None) or with a LoRA adapter active; switching and generating share one lock hold."""
+    import torch
+
+    processor = loaded.processor
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = video_inputs(processor, text, sample)
     second_per_grid_t = float(inputs["second_per_grid_ts"][0]) if "second_per_grid_ts" in inputs else None
     inputs = inputs.to(loaded.model.device)
     prompt_tokens = int(inputs["input_ids"].shape[1])
     kwargs = _generate_kwargs(settings)
-    with loaded.lock, torch.inference_mode():
+    with loaded.lock, adapter_scope(loaded, adapter), torch.inference_mode():
         if on_partial is None:
             output = loaded.model.generate(**inputs, **kwargs)
         else:
@@ -119,6 +128,13 @@ def _generate_streaming(loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any]
     return holder["output"]
 
 
+def model_info(loaded: LoadedModel, adapter: AdapterInfo | None) -> ModelInfo:
+    """The loaded model's identity, with the adapter that answered (name and config hash)."""
+    if adapter is None:
+        return loaded.info
+    return loaded.info.model_copy(update={"adapter": adapter.name, "adapter_config_hash": adapter.config_hash})
+
+
 class LocalBackend:
     """VideoChat-R1.5 (or any Qwen2.5-VL checkpoint) run with transformers in this process."""
 
@@ -128,25 +144,28 @@ class LocalBackend:
         self.settings = settings
         self.model_path = model_path
 
-    def check(self) -> None:
-        """Refuse a missing or wrong checkpoint before any media or GPU work."""
+    def check(self, request: AnalysisRequest | None = None) -> None:
+        """Refuse a missing or wrong checkpoint, or an unknown adapter, before any media or GPU work."""
         resolve_source(self.settings, self.model_path)
+        if request is not None and request.adapter:
+            get_adapter(self.settings, request.adapter)
 
     def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
         started = time.perf_counter()
+        adapter = get_adapter(self.settings, request.adapter) if request.adapter else None
         loaded = get_local_model(self.settings, self.model_path)
         source = asset.frames(self.settings)
         request, notes = clip_to_budget(request, source.index, self.settings.max_visual_tokens)
 
         def generate(sample: FrameSample, prompt: str, number: int) -> Generation:
             partial = (lambda text: on_text(number, text)) if on_text else None
-            return generate_text(loaded, sample, prompt, request.generation, partial)
+            return generate_text(loaded, sample, prompt, request.generation, partial, adapter)
 
         rounds = run_perception(source, request, generate)
         return AnalysisResult(
             question=request.question,
             answer=rounds[-1].answer or "",
-            model=loaded.info,
+            model=model_info(loaded, adapter),
             request=request,
             media_sha256=asset.sha256,
             rounds=rounds,

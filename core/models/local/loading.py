@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ class LoadedModel:
     processor: Any
     info: ModelInfo
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # LoRA adapters put on `model` by peft (core.models.local.adapters.adapter_scope), never merged:
+    # `peft` wraps `model` once the first adapter is asked for; `adapters` maps each loaded
+    # adapter's version (name, config hash, weights stamp) to its peft name, least recently used first.
+    peft: Any = None
+    adapters: OrderedDict[str, str] = field(default_factory=OrderedDict)
 
     @property
     def device(self) -> str:
@@ -181,6 +187,13 @@ def get_local_model(settings: Settings, model_path: Path | None = None) -> Loade
         loaded = load_model(settings, source)
         _loaded[key] = loaded
         return loaded
+
+
+def current_local_model() -> LoadedModel | None:
+    """The model this process holds, if any (a page asks before starting a GPU training run).
+    Takes no lock: a page asking while a load runs gets None at once instead of waiting for it."""
+    held = tuple(_loaded.values())  # one C-level copy under the GIL: never sees the dict mid-change
+    return held[0] if held else None
 
 
 def unload_local_model() -> None:

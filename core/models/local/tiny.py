@@ -178,8 +178,12 @@ def tiny_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     )
 
 
-def write_tiny_model(directory: Path, seed: int = 0) -> Path:
-    """Write the tiny random checkpoint (weights, config, processor, README) into `directory`; return it."""
+def write_tiny_model(directory: Path, seed: int = 0, head_scale: float = 1.0) -> Path:
+    """Write the tiny random checkpoint (weights, config, processor, README) into `directory`; return it.
+
+    `head_scale` multiplies the output head: random init gives near-uniform next-token
+    probabilities that a few training steps cannot sharpen; fine-tuning tests use ~25 to get
+    a real model's logit range."""
     from transformers import (
         GenerationConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -201,6 +205,9 @@ def write_tiny_model(directory: Path, seed: int = 0) -> Path:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config).to(torch.float32).eval()
+        if head_scale != 1.0:
+            with torch.no_grad():
+                model.lm_head.weight.mul_(head_scale)
     im_end, endoftext = config.text_config.eos_token_id, config.text_config.pad_token_id
     model.generation_config = GenerationConfig(
         bos_token_id=endoftext, eos_token_id=[im_end, endoftext], pad_token_id=endoftext, do_sample=False

@@ -1,0 +1,88 @@
+"""Checkpoints that a resumed run continues from exactly where the first one stopped.
+
+A checkpoint is taken at an optimizer-step boundary: the adapter (peft's own format, so a
+checkpoint is a usable adapter by itself), the optimizer and scheduler state, the torch RNG
+state of that boundary (LoRA dropout draws from it) and the counters. It is written under a
+temporary name and renamed, so a kill during the save never leaves a half checkpoint that
+`--resume` would pick.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from finetune.run_files import CHECKPOINTS, checkpoint_dirs, latest_checkpoint
+
+TRAINER_STATE = "trainer_state.pt"
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class RngState:
+    cpu: torch.Tensor
+    cuda: list[torch.Tensor]
+
+    @classmethod
+    def capture(cls) -> RngState:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return cls(torch.get_rng_state(), cuda)
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
+@dataclass
+class TrainerState:
+    step: int
+    seconds: float  # training time over every session of the run
+    rng: RngState
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+
+
+def save_checkpoint(run_dir: Path, peft_model: Any, state: TrainerState) -> Path:
+    root = run_dir / CHECKPOINTS
+    target = root / f"step-{state.step:06d}"
+    tmp = root / f".step-{state.step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    peft_model.save_pretrained(str(tmp))
+    torch.save(
+        {
+            "step": state.step,
+            "seconds": state.seconds,
+            "rng_cpu": state.rng.cpu,
+            "rng_cuda": state.rng.cuda,
+            "optimizer": state.optimizer,
+            "scheduler": state.scheduler,
+        },
+        tmp / TRAINER_STATE,
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    for _, old in checkpoint_dirs(run_dir)[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def load_trainer_state(checkpoint: Path) -> TrainerState:
+    raw = torch.load(checkpoint / TRAINER_STATE, map_location="cpu", weights_only=True)
+    return TrainerState(
+        step=int(raw["step"]),
+        seconds=float(raw["seconds"]),
+        rng=RngState(raw["rng_cpu"], list(raw["rng_cuda"])),
+        optimizer=raw["optimizer"],
+        scheduler=raw["scheduler"],
+    )
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    found = latest_checkpoint(run_dir)
+    return found[1] if found else None

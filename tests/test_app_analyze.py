@@ -1,0 +1,286 @@
+"""The Analyze page through AppTest: a whole analysis with the tiny model, the stored result,
+uploads, URLs, one-line errors, the queued note and escaped model text."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.analysis.runner import LOCAL_MODEL_QUEUE
+from core.config import get_settings
+from tests.gemini_fake import VALID_KEY
+from tests.test_app_home import AppPaths, all_text, app_env, new_app, shared_clip, shared_tiny_model
+from ui.text import escape_markdown
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings():  # type: ignore[no-untyped-def]
+    """The app reads settings from the environment set by `app_env`; later tests must not see them."""
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_tiny_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_clip(tmp_path_factory)
+
+
+@pytest.fixture
+def paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny: Path, clip: Path) -> AppPaths:
+    paths = app_env(monkeypatch, tmp_path, model_path=tiny)
+    shutil.copyfile(clip, paths.media_dir / "clip.mp4")
+    return paths
+
+
+def button(app: AppTest, label: str):  # type: ignore[no-untyped-def]
+    return next(b for b in app.button if b.label == label)
+
+
+def small_settings(app: AppTest) -> None:
+    app.sidebar.number_input(key="frames").set_value(6)
+    app.sidebar.number_input(key="max_new_tokens").set_value(16)
+
+
+def ask_about_media_file(app: AppTest, question: str = "What is shown?") -> AppTest:
+    app.run()
+    app.radio(key="source_kind").set_value("Media folder").run()
+    app.selectbox(key="source_file").select("clip.mp4")
+    app.text_area(key="question").input(question)
+    small_settings(app)
+    return button(app, "Analyze").click().run()
+
+
+def stored_results(paths: AppPaths) -> list[Path]:
+    return sorted((paths.data_dir / "results").rglob("*.json"))
+
+
+def test_a_whole_analysis_with_the_tiny_model(paths: AppPaths):
+    app = ask_about_media_file(new_app())
+    assert not app.exception
+    assert not app.error
+    status = app.status[0]
+    assert status.state == "complete" and status.label.startswith("Answered in")
+    lines = "\n".join(m.value for m in status.markdown)
+    for stage in ("Fetch", "Probe", "Sanitize", "Frames", "Model", "Model rounds", "Result"):
+        assert f"**{stage}**" in lines, stage
+    assert "round 3 of 3" in lines
+
+    [path] = stored_results(paths)
+    stored = json.loads(path.read_text())["result"]
+    assert stored["question"] == "What is shown?"
+    assert [r["round"] for r in stored["rounds"]] == [1, 2, 3]
+    assert stored["request"]["frames"] == 6 and stored["request"]["generation"]["max_new_tokens"] == 16
+
+    text = all_text(app)
+    assert "**Question:** What is shown\\?" in text
+    assert escape_markdown(f"local: {stored['model']['name']} · cpu float32 · 3 rounds") in text  # the model line
+    # the timeline: one row per round, a tick per frame the round saw
+    [chart] = app.get("plotly_chart")
+    figure = json.loads(chart.proto.spec)
+    frames = [trace for trace in figure["data"] if trace["name"] == "frame seen"]
+    assert [trace["y"][0] for trace in frames] == ["Round 1", "Round 2", "Round 3"]
+    assert [trace["x"] for trace in frames] == [r["frame_timestamps"] for r in stored["rounds"]]
+    # the frame strip of the last round, with timestamps
+    strip = app.image[0]
+    assert strip.captions == [f"{t:.1f} s" for t in stored["rounds"][-1]["frame_timestamps"]]
+    assert len(app.get("video")) == 1
+    labels = [e.label for e in app.expander]
+    assert [label.split(":")[0] for label in labels if label.startswith("Round")] == [
+        "Round 1 of 3",
+        "Round 2 of 3",
+        "Round 3 of 3",
+    ]
+    assert "Provenance and media facts" in labels
+    facts = app.dataframe[-1].value
+    assert dict(zip(facts["fact"], facts["value"], strict=True))["file name"] == "clip.mp4"
+    download = app.get("download_button")[0]
+    assert download.label == "Download the full result (JSON)"
+    assert app.session_state["last_run"].data == stored  # what the button serves is the stored result
+
+
+def test_the_same_analysis_is_served_from_the_store_and_can_be_rerun(paths: AppPaths):
+    app = ask_about_media_file(new_app())
+    [path] = stored_results(paths)
+    first = json.loads(path.read_text())
+    button(app, "Analyze").click().run()
+    assert not app.exception
+    assert app.status[0].label == "Served from the stored result"
+    assert any("Served from the stored result of" in i.value for i in app.info)
+    assert app.session_state["last_run"].data == first["result"]
+
+    button(app, "Re-run").click().run()
+    assert not app.exception and not app.error
+    assert app.status[0].label.startswith("Answered in")
+    assert not any("Served from the stored result" in i.value for i in app.info)
+    assert stored_results(paths) == [path]
+
+
+def test_an_uploaded_file_is_analysed(paths: AppPaths, clip: Path):
+    app = new_app().run()
+    app.radio(key="source_kind").set_value("Upload").run()
+    uploader = app.file_uploader(key="source_upload")
+    assert ".mp4" in uploader.allowed_type
+    uploader.upload("holiday.mp4", clip.read_bytes(), "video/mp4")
+    app.text_area(key="question").input("Where was this filmed?")
+    small_settings(app)
+    app.sidebar.number_input(key="rounds").set_value(1)
+    button(app, "Analyze").click().run()
+    assert not app.exception and not app.error
+    assert app.status[0].label.startswith("Answered in")
+    facts = app.dataframe[-1].value
+    facts = dict(zip(facts["fact"], facts["value"], strict=True))
+    assert facts["source"] == "upload" and facts["file name"] == "holiday.mp4"
+    originals = list((paths.data_dir / "media" / "objects").rglob("original.mp4"))
+    assert len(originals) == 1 and originals[0].read_bytes() == clip.read_bytes()
+
+
+def test_a_url_is_downloaded_and_analysed(paths: AppPaths, clip: Path, server):  # type: ignore[no-untyped-def]
+    url = server.serve_file("/clips/news.mp4", clip)
+    app = new_app().run()
+    app.text_input(key="source_url").input(url)
+    app.text_area(key="question").input("What is shown?")
+    small_settings(app)
+    app.sidebar.number_input(key="rounds").set_value(1)
+    button(app, "Analyze").click().run()
+    assert not app.exception and not app.error
+    assert app.status[0].label.startswith("Answered in")
+    facts = app.dataframe[-1].value
+    facts = dict(zip(facts["fact"], facts["value"], strict=True))
+    assert facts["source"] == "url" and facts["URL"] == url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("ftp://example.org/clip.mp4", "http"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("not a url at all", "media folder"),
+    ],
+)
+def test_a_bad_url_is_one_line_not_a_traceback(paths: AppPaths, url: str, expected: str):
+    app = new_app().run()
+    app.text_input(key="source_url").input(url)
+    app.text_area(key="question").input("What is shown?")
+    button(app, "Analyze").click().run()
+    assert not app.exception
+    [error] = app.error
+    assert expected in error.value and "\n" not in error.value and "Traceback" not in error.value
+    assert app.status[0].state == "error"
+    assert not stored_results(paths)
+
+
+def test_a_missing_page_on_the_server_is_one_line(paths: AppPaths, server):  # type: ignore[no-untyped-def]
+    app = new_app().run()
+    app.text_input(key="source_url").input(server.url("/gone.mp4"))
+    app.text_area(key="question").input("What is shown?")
+    button(app, "Analyze").click().run()
+    assert not app.exception
+    [error] = app.error
+    assert "404" in error.value or "not found" in error.value.lower()
+    assert "\n" not in error.value
+
+
+def test_missing_inputs_are_named(paths: AppPaths):
+    app = new_app().run()
+    button(app, "Analyze").click().run()
+    assert app.error[0].value.startswith("No video given.")
+    app.text_input(key="source_url").input("https://example.org/clip.mp4")
+    button(app, "Analyze").click().run()
+    assert app.error[0].value.startswith("The question is empty.")
+    assert not app.exception
+
+
+def test_a_second_session_is_queued_while_the_model_is_busy(paths: AppPaths):
+    holding, release = threading.Event(), threading.Event()
+
+    def other_session() -> None:
+        with LOCAL_MODEL_QUEUE.turn():
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=other_session)
+    holder.start()
+    holding.wait(5)
+
+    def release_once_queued() -> None:  # the analysis below must find the model busy, then get it
+        while LOCAL_MODEL_QUEUE.waiting < 1 and not release.is_set():
+            time.sleep(0.05)
+        time.sleep(0.6)
+        release.set()
+
+    threading.Thread(target=release_once_queued, daemon=True).start()
+    try:
+        app = ask_about_media_file(new_app())
+    finally:
+        release.set()
+        holder.join()
+    assert not app.exception and not app.error
+    lines = "\n".join(m.value for m in app.status[0].markdown)
+    assert "**Queued**: queued\\: another analysis is using the local model" in lines
+    assert app.status[0].label.startswith("Answered in")
+
+
+def test_model_text_and_video_titles_cannot_inject_markup(paths: AppPaths):
+    app = ask_about_media_file(new_app())
+    [path] = stored_results(paths)
+    stored = json.loads(path.read_text())
+    stored["result"]["answer"] = '<img src=x onerror="alert(1)"> ![pixel](http://tracker.example/p.png)'
+    stored["result"]["rounds"][0]["reasoning"] = "<script>alert(2)</script> [click](javascript:alert(3))"
+    path.write_text(json.dumps(stored))
+    button(app, "Analyze").click().run()
+    assert app.status[0].label == "Served from the stored result"
+    markdown = [m.value for m in app.markdown]
+    shown = (
+        '\\<img src\\=x onerror\\=\\"alert\\(1\\)\\"\\> \\!\\[pixel\\]\\(http\\:\\/\\/tracker\\.example\\/p\\.png\\)'
+    )
+    assert shown in markdown
+    assert "\\<script\\>alert\\(2\\)\\<\\/script\\> \\[click\\]\\(javascript\\:alert\\(3\\)\\)" in markdown
+    assert not any("<img" in m.replace("\\<img", "") or "<script" in m.replace("\\<script", "") for m in markdown)
+    assert not app.get("html")
+
+
+def test_gemini_with_the_key_from_the_address_bar(monkeypatch, tmp_path, clip: Path, gemini):  # type: ignore[no-untyped-def]
+    paths = app_env(monkeypatch, tmp_path)
+    shutil.copyfile(clip, paths.media_dir / "clip.mp4")
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)  # the local Gemini fake (tests/gemini_fake.py)
+    app = new_app()
+    app.query_params["gemini_api_key"] = VALID_KEY
+    app.run()
+    app.sidebar.selectbox(key="model_choice").select("gemini")
+    app = ask_about_media_file(app)
+    assert not app.exception and not app.error
+    assert app.status[0].label.startswith("Answered in")
+    assert "A test pattern" in [m.value for m in app.markdown]
+    assert [e.label for e in app.expander if e.label == "Gemini"] == ["Gemini", "Gemini"]  # sidebar, usage
+    [generate] = gemini.generate_requests()
+    assert generate["path"] == "/v1beta/models/gemini-flash-latest:generateContent"
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    bars = [trace for trace in figure["data"] if trace["name"] == "segment cited"]
+    assert bars and bars[0]["base"] == [0.5]  # the span Gemini's answer rests on
+    [path] = stored_results(paths)
+    stored = path.read_text()
+    assert VALID_KEY not in stored and VALID_KEY not in app.session_state["last_run"].result_json
+    assert json.loads(stored)["result"]["gemini"]["path_taken"] == "inline"
+
+
+def test_missing_weights_stop_before_any_download(monkeypatch, tmp_path, clip: Path):  # type: ignore[no-untyped-def]
+    paths = app_env(monkeypatch, tmp_path, VCHAT_MODEL_ID="nobody/not-a-model")
+    shutil.copyfile(clip, paths.media_dir / "clip.mp4")
+    app = ask_about_media_file(new_app())
+    assert not app.exception
+    [error] = app.error
+    assert error.value.startswith("The model nobody/not-a-model is not on this machine. Put the weights in")
+    assert not (paths.data_dir / "media").exists()  # checked before the video was even read

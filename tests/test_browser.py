@@ -1,0 +1,176 @@
+"""The main journey in real headless Chromium (Debian's `chromium`), against `streamlit run Home.py`.
+
+Open the app with a Gemini key in the URL, see the key leave the address bar, upload a clip,
+ask a question of the tiny model, see the answer and the timeline, download the result JSON,
+and keep a screenshot in test-output/browser/.
+
+`make test` installs chromium (as root, with apt-get) when it is missing and sets
+VCHAT_REQUIRE_BROWSER=1, so there (and wherever CI is set) a missing browser fails the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_app_home import ROOT, shared_clip, shared_tiny_model
+
+OUTPUT = ROOT / "test-output" / "browser"
+TIMEOUT_MS = 120_000
+
+pytestmark = pytest.mark.timeout(420)
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    message = "Debian's chromium is not installed: apt-get install -y chromium (make test does it as root)."
+    if os.environ.get("CI") or os.environ.get("VCHAT_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200 and response.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not become healthy in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def app_url(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run Home.py` on a free port, with a temporary data dir and the tiny model."""
+    chromium_path()
+    tiny = shared_tiny_model(tmp_path_factory)
+    media = tmp_path / "videos"
+    media.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VCHAT_") and "GEMINI" not in k}
+    env.update(
+        VCHAT_DATA_DIR=str(tmp_path / "data"),
+        VCHAT_MEDIA_DIR=str(media),
+        VCHAT_ADAPTERS_DIR=str(tmp_path / "adapters"),
+        VCHAT_PRESEED_DIR=str(tmp_path / "no-preseed"),
+        VCHAT_MODEL_PATH=str(tiny),
+        PYTHONUNBUFFERED="1",
+    )
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    command = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port)]
+    command += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, OUTPUT / "streamlit.log")
+
+
+def test_analyse_an_uploaded_clip_in_chromium(app_url: str, tmp_path_factory: pytest.TempPathFactory):
+    from playwright.sync_api import expect, sync_playwright
+
+    clip = shared_clip(tmp_path_factory)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        context = browser.new_context(viewport={"width": 1440, "height": 2200}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=60_000)  # assertions too: the plotly bundle loads lazily, on a busy CPU
+        try:
+            journey(page, app_url, clip, expect)
+        except BaseException:
+            page.screenshot(path=str(OUTPUT / "failure.png"), full_page=True)
+            raise
+        finally:
+            expect.set_options(timeout=5_000)  # Playwright's default, for any later test
+            context.close()
+            browser.close()
+
+
+def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{app_url}/?gemini_api_key=test-key")
+    expect(page.get_by_role("heading", name="Analyze a video")).to_be_visible()
+    # the key leaves the address bar at once (and is held in the session's password field)
+    page.wait_for_function("() => !window.location.search.includes('gemini_api_key')", timeout=30_000)
+    assert "test-key" not in page.url and "gemini_api_key" not in page.url
+
+    # smaller settings, so the tiny model answers in a few seconds on a CPU
+    set_number(page, "Frames per round", "8")
+    page.get_by_text("Generation", exact=True).click()
+    set_number(page, "Max new tokens per round", "24")
+
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type='file']").set_input_files(str(clip))
+    expect(page.get_by_text(clip.name).first).to_be_visible()
+    question = page.get_by_label("Question")
+    question.fill("What is shown in this clip?")
+    question.press("Control+Enter")
+    page.wait_for_timeout(500)
+    page.get_by_role("button", name="Analyze").click()
+
+    expect(page.get_by_text("Answered in").first).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Answer")).to_be_visible()
+    expect(page.get_by_text("What is shown in this clip?").last).to_be_visible()
+    timeline = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot")
+    expect(timeline).to_be_visible()
+    expect(timeline.get_by_text("Round 3")).to_be_visible()
+    expect(timeline.get_by_text("video time (s)")).to_be_visible()
+    expect(page.get_by_text("Frames the last round saw")).to_be_visible()
+
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Download the full result (JSON)").click()
+    download = download_info.value
+    assert download.suggested_filename.endswith(".json")
+    data = json.loads(Path(download.path()).read_text())
+    assert data["question"] == "What is shown in this clip?"
+    assert isinstance(data["answer"], str)
+    assert [r["round"] for r in data["rounds"]] == [1, 2, 3]
+    assert all(len(r["frame_timestamps"]) == 8 for r in data["rounds"])
+    assert data["request"]["generation"]["max_new_tokens"] == 24
+    assert data["model"]["backend"] == "local"
+    assert "test-key" not in json.dumps(data)
+    (OUTPUT / "result.json").write_text(json.dumps(data, indent=2))
+
+    page.get_by_role("heading", name="Answer").scroll_into_view_if_needed()
+    page.screenshot(path=str(OUTPUT / "result.png"), full_page=True)
+
+
+def set_number(page, label: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    field = page.get_by_label(label)
+    field.fill(value)
+    field.press("Enter")
+    page.wait_for_timeout(300)

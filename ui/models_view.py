@@ -1,0 +1,156 @@
+"""The Models page's sections. Opening the page loads nothing; loading is a button."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core.analysis.runner import LOCAL_MODEL_QUEUE, QueueState, load_local_model
+from core.config import Settings
+from core.errors import VChatError
+from core.models.local.adapters import find_adapters
+from core.models.local.loading import current_local_model, preseed_help, unload_local_model
+from core.models.status import gemini_key, gemini_reachability, loaded_model_status, weights_status
+from ui import state
+from ui.analysis import one_line_error
+from ui.text import human_bytes
+
+FLASH = "models_flash"
+REACHABILITY = "gemini_reachability"
+
+
+def loaded_section() -> None:
+    st.subheader("Loaded now")
+    status = loaded_model_status()
+    if status is None:
+        st.info(
+            "No local model is loaded in this process. Load it below, or it loads with the first local analysis.",
+            icon=":material/memory:",
+        )
+        return
+    info = status.info
+    cols = st.columns(4)
+    cols[0].metric("Model", info.name)
+    cols[1].metric("Device", f"{info.device} ({info.dtype})")
+    cols[2].metric("Parameters", f"{status.parameters / 1e6:,.1f} M")
+    cols[3].metric("Weights in memory", human_bytes(status.weights_bytes))
+    rows = {
+        "weights from": info.source,
+        "load time": f"{info.load_seconds:.1f} s" if info.load_seconds is not None else None,
+        "GPU": status.cuda_device,
+        "GPU memory allocated": human_bytes(status.cuda_allocated_bytes) if status.cuda_allocated_bytes else None,
+        "GPU memory reserved": human_bytes(status.cuda_reserved_bytes) if status.cuda_reserved_bytes else None,
+        "in use": "an analysis is running" if LOCAL_MODEL_QUEUE.busy else "idle",
+        "sessions waiting": str(LOCAL_MODEL_QUEUE.waiting),
+    }
+    table = [(name, str(value)) for name, value in rows.items() if value is not None]
+    st.dataframe(pd.DataFrame(table, columns=["fact", "value"]), hide_index=True)
+    if st.button("Unload the local model", icon=":material/eject:", disabled=LOCAL_MODEL_QUEUE.busy):
+        unload_local_model()
+        st.session_state[FLASH] = "The local model was unloaded."
+        st.rerun()
+
+
+def weights_section(settings: Settings) -> None:
+    st.subheader("Local weights")
+    weights = weights_status(settings)
+    if weights.found:
+        st.success(f"Found ({weights.origin}): {weights.path}", icon=":material/folder:")
+    else:
+        st.warning(weights.problem or "No weights found.", icon=":material/folder_off:")
+    flash = st.session_state.pop(FLASH, None)
+    if flash:
+        st.success(flash)
+    loaded = current_local_model()
+    already = loaded is not None and loaded.info.source == f"{weights.origin}: {weights.path}"
+    if st.button(
+        "Load the local model", type="primary", icon=":material/download:", disabled=not weights.found or already
+    ):
+        _load(settings)
+
+
+def _load(settings: Settings) -> None:
+    note = st.empty()
+
+    def queued(state_: QueueState) -> None:
+        note.info(f"Queued: an analysis is using the local model (waiting {state_.waited_s:.0f} s).")
+
+    started = time.perf_counter()
+    try:
+        with st.spinner("Loading the local model...", show_time=True):
+            loaded = load_local_model(settings, on_queued=queued)
+    except Exception as exc:
+        note.empty()
+        st.error(one_line_error(exc), icon=":material/error:")
+        return
+    st.session_state[FLASH] = (
+        f"{loaded.info.name} is loaded on {loaded.info.device} (took {time.perf_counter() - started:.1f} s)."
+    )
+    st.rerun()
+
+
+def adapters_section(settings: Settings) -> None:
+    st.subheader("Fine-tuned adapters")
+    adapters = find_adapters(settings)
+    if not adapters:
+        st.caption(
+            f"No finished adapters in {settings.adapters_dir}. Train one with `python -m finetune --data FILE.jsonl`."
+        )
+        return
+    rows = [
+        {
+            "name": a.name,
+            "base model": a.base_model or "",
+            "rank": a.rank,
+            "config sha256": a.config_hash[:12],
+            "folder": str(a.path),
+        }
+        for a in adapters
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption("Pick one in the sidebar's model list; it runs on the loaded base model.")
+
+
+def gemini_section(settings: Settings) -> None:
+    st.subheader("Gemini")
+    typed = state.gemini_api_key()
+    if typed:
+        where = "a key typed in this session (sidebar or bookmark)"
+    elif settings.gemini_api_key is not None:
+        where = "the server's GEMINI_API_KEY"
+    else:
+        where = "none: type a key in the sidebar, or set GEMINI_API_KEY on the server"
+    name = str(st.session_state.get(state.GEMINI_MODEL) or "").strip() or settings.gemini_model
+    st.markdown(f"Key: {where}  \nModel: `{name}`")
+    if st.button("Check Gemini", icon=":material/network_check:", disabled=gemini_key(settings, typed) is None):
+        with st.spinner("Asking Gemini for the model's description..."):
+            st.session_state[REACHABILITY] = gemini_reachability(settings, typed, name)
+    result = st.session_state.get(REACHABILITY)
+    if result is not None:
+        message = f"{result.message} ({result.seconds:.2f} s)"
+        (st.success if result.ok else st.error)(message)
+
+
+def preseed_section(settings: Settings) -> None:
+    st.subheader("Pre-seeding the weights")
+    st.markdown(
+        "vChat downloads no weights unless `VCHAT_MODEL_DOWNLOAD=1`. It looks at `VCHAT_MODEL_PATH`, "
+        f"then `{settings.preseed_dir}`, then `{settings.model_id}` in the Hugging Face cache."
+    )
+    st.code(
+        f"huggingface-cli download {settings.model_id} --local-dir {settings.preseed_dir}\n"
+        "# or, for a quick end-to-end check on CPU:\n"
+        "python -m core tiny-model /tmp/tiny && VCHAT_MODEL_PATH=/tmp/tiny make run",
+        language="bash",
+    )
+    st.caption(preseed_help(settings))
+
+
+def safe(section, *args) -> None:  # type: ignore[no-untyped-def]
+    """Draw a section; a failure in one (a broken adapter folder...) is one line, not a page crash."""
+    try:
+        section(*args)
+    except VChatError as exc:
+        st.error(exc.one_line())

@@ -1,0 +1,79 @@
+"""Progress of one analysis: an st.status with a line per stage, a queued note, the streamed answer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from core.analysis.runner import QueueState
+from ui.text import escape_markdown
+
+STAGES = {
+    "fetch": "Fetch",
+    "download": "Download",
+    "provenance": "Provenance",
+    "probe": "Probe",
+    "sanitize": "Sanitize",
+    "ready": "Media",
+    "frames": "Frames",
+    "queue": "Queued",
+    "model": "Model",
+    "analyze": "Model rounds",
+    "round": "Model rounds",
+    "store": "Result",
+    "done": "Done",
+}
+STREAM_INTERVAL_S = 0.15
+
+
+class AnalysisProgress:
+    """Callbacks for `run_analysis` that draw into Streamlit containers of the calling script."""
+
+    def __init__(self, status: Any, queued_slot: Any, answer_slot: Any) -> None:
+        self.status = status
+        self.queued_slot = queued_slot
+        self.answer_slot = answer_slot
+        self.lines: dict[str, Any] = {}
+        self.bar: Any = None
+        self.last_stream = 0.0
+        self.started = time.monotonic()
+
+    def stage(self, stage: str, message: str, fraction: float | None) -> None:
+        label = STAGES.get(stage, stage.capitalize())
+        if stage == "download":
+            if self.bar is None:
+                self.bar = self.status.progress(0.0)
+            self.bar.progress(min(max(fraction or 0.0, 0.0), 1.0), text=message)
+            return
+        if stage != "queue":
+            self.queued_slot.empty()
+        if label not in self.lines:
+            self.lines[label] = self.status.empty()
+        self.lines[label].markdown(f"**{label}**: {escape_markdown(message)}")
+        self.status.update(label=f"{label}: {escape_markdown(message)}")
+
+    def queued(self, state: QueueState) -> None:
+        others = state.waiting - 1
+        extra = f" {others} other session{'s' if others != 1 else ''} waiting too." if others > 0 else ""
+        self.queued_slot.info(
+            f"Queued: another analysis is using the local model; this one starts when it is done "
+            f"(waiting {state.waited_s:.0f} s).{extra}",
+            icon=":material/hourglass_top:",
+        )
+
+    def text(self, round_number: int, text: str) -> None:
+        now = time.monotonic()
+        if now - self.last_stream < STREAM_INTERVAL_S:
+            return
+        self.last_stream = now
+        self.answer_slot.markdown(f"*Round {round_number}, as it is generated:*  \n{escape_markdown(text)}")
+
+    def finish(self, message: str) -> None:
+        self.queued_slot.empty()
+        self.answer_slot.empty()
+        self.status.update(label=message, state="complete", expanded=False)
+
+    def fail(self, message: str) -> None:
+        self.queued_slot.empty()
+        self.answer_slot.empty()
+        self.status.update(label=message, state="error", expanded=True)

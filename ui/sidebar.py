@@ -1,0 +1,73 @@
+"""The sidebar every page shares: the model and the settings an analysis depends on."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.config import Settings
+from core.models.base import MAX_REQUEST_FRAMES, MAX_ROUNDS
+from core.models.choices import model_choices
+from ui import state
+
+PIXEL_PATCHES = (64, 128, 192, 256, 384, 512, 768, 1024)  # 28x28 patches per frame
+
+
+def _pixels_label(pixels: int) -> str:
+    side = int((pixels**0.5) // 28 * 28)
+    return f"{pixels // (28 * 28)} patches (~{side}x{side})"
+
+
+def render_sidebar(settings: Settings) -> None:
+    state.init_state(settings)
+    choices = model_choices(settings)
+    labels = {choice.key: choice.label for choice in choices}
+    if st.session_state.get(state.MODEL_CHOICE) not in labels:  # an adapter folder was removed
+        st.session_state[state.MODEL_CHOICE] = "local"
+    side = st.sidebar
+    side.selectbox(
+        "Model",
+        options=list(labels),
+        format_func=labels.__getitem__,
+        key=state.MODEL_CHOICE,
+        help="The local model runs on this machine; Gemini needs an API key; linked runs both.",
+    )
+    side.caption(state.selected_choice(settings).help)
+
+    side.number_input(
+        "Perception rounds",
+        min_value=1,
+        max_value=MAX_ROUNDS,
+        step=1,
+        key=state.ROUNDS,
+        help="VideoChat-R1.5 looks again, more densely, at the segments it cited.",
+    )
+    side.number_input("Frames per round", min_value=1, max_value=MAX_REQUEST_FRAMES, step=4, key=state.FRAMES)
+    side.number_input(
+        "Sample by fps (0 = the fixed frame count)",
+        min_value=0.0,
+        max_value=30.0,
+        step=0.5,
+        key=state.FPS,
+        help="With fps, the frame count is the upper limit.",
+    )
+    pixel_options = sorted({p * 28 * 28 for p in PIXEL_PATCHES} | {int(st.session_state[state.MAX_PIXELS])})
+    side.select_slider("Max pixels per frame", options=pixel_options, format_func=_pixels_label, key=state.MAX_PIXELS)
+
+    with side.expander("Generation"):
+        st.number_input("Max new tokens per round", min_value=1, max_value=8192, step=64, key=state.MAX_NEW_TOKENS)
+        st.number_input("Temperature (0 = greedy)", min_value=0.0, max_value=2.0, step=0.1, key=state.TEMPERATURE)
+        st.number_input("Top-p", min_value=0.05, max_value=1.0, step=0.05, key=state.TOP_P)
+        st.number_input("Repetition penalty", min_value=0.5, max_value=2.0, step=0.05, key=state.REPETITION_PENALTY)
+
+    with side.expander("Gemini"):
+        st.text_input("Gemini model", key=state.GEMINI_MODEL, help="e.g. gemini-flash-latest")
+        st.text_input(
+            "Gemini API key",
+            type="password",
+            key=state.GEMINI_KEY,
+            help="Kept in this browser session only; never stored or written into results.",
+        )
+        if settings.gemini_api_key is not None:
+            st.caption("The server has a GEMINI_API_KEY; a key typed here replaces it for this session.")
+        else:
+            st.caption("No server-side GEMINI_API_KEY: type a key to use Gemini.")

@@ -41,6 +41,16 @@ def _progress(quiet: bool) -> Callable[[str, float | None, str], None]:
     return report
 
 
+def _stages(quiet: bool) -> Callable[[str, str, float | None], None]:
+    """Progress lines for run_analysis's stages (the per-round text is streamed separately)."""
+
+    def report(stage: str, message: str, fraction: float | None) -> None:
+        if not quiet and stage not in ("download", "round", "analyze"):
+            sys.stderr.write(f"[{stage}] {message}\n")
+
+    return report
+
+
 def _prepare(args: argparse.Namespace, settings: Settings) -> MediaAsset:
     if args.source == "-":
         return prepare_media(sys.stdin.buffer, settings, filename=args.filename, progress=_progress(args.quiet))
@@ -71,6 +81,7 @@ def cmd_frames(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
+    from core.analysis.runner import run_analysis
     from core.models.base import AnalysisRequest, GenerationSettings
     from core.models.registry import get_backend
 
@@ -91,8 +102,7 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
         adapter=args.adapter,
     )
     # The Gemini key comes from GEMINI_API_KEY only: a key on the command line ends up in shell history.
-    backend = get_backend(args.model, settings, Path(args.model_path) if args.model_path else None)
-    backend.check(request)
+    model_path = Path(args.model_path) if args.model_path else None
     stream = None
     if not args.json and not args.quiet:
         last = {"round": 0, "at": 0.0}
@@ -106,9 +116,25 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
                 last.update({"round": number, "at": now})
 
     if args.no_download:
+        backend = get_backend(args.model, settings, model_path)
+        backend.check(request)
         result = _analyze_by_url(args, settings, backend, request, stream)
     else:
-        result = backend.analyze(_prepare(args, settings), request, stream)
+        # The same flow as the app: stored results are served unless --rerun.
+        run = run_analysis(
+            sys.stdin.buffer if args.source == "-" else args.source,
+            settings,
+            args.model,
+            request,
+            filename=args.filename,
+            model_path=model_path,
+            rerun=args.rerun,
+            on_stage=_stages(args.quiet or args.json),
+            on_text=stream,
+        )
+        result = run.result
+        if run.from_store and not args.quiet:
+            sys.stderr.write(f"note: served from the result stored at {run.stored_at} (--rerun asks again)\n")
     if stream:
         sys.stderr.write("\n")
     if args.json:
@@ -232,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (with --temperature > 0)")
     analyze.add_argument("--repetition-penalty", type=float, default=1.05, help="default 1.05")
     analyze.add_argument("--json", action="store_true", help="print the full AnalysisResult as JSON")
+    analyze.add_argument("--rerun", action="store_true", help="analyse again instead of serving a stored result")
 
     digest = source_command("digest", "Gemini's digest: summary, scenes, transcript, on-screen text, claims, audio")
     digest.add_argument("--gemini-model", help="Gemini model name (default gemini-flash-latest); key: GEMINI_API_KEY")

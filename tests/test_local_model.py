@@ -72,6 +72,30 @@ def test_streamed_text_ends_as_the_final_answer(settings: Settings, tiny_model: 
     assert partials and partials[-1][1] == streamed.rounds[0].raw_output
 
 
+def test_a_stopped_stream_stops_generation_before_the_model_is_free(
+    settings: Settings, tiny_model: Path, asset: MediaAsset
+):
+    """A Streamlit script stopped mid-answer raises inside on_text: the generation must end with it."""
+
+    class ScriptStopped(Exception):
+        pass
+
+    def stop_at_once(number: int, text: str) -> None:
+        raise ScriptStopped
+
+    backend = LocalBackend(settings, tiny_model)
+    long = AnalysisRequest(
+        question="Describe it.", rounds=1, frames=8, generation=GenerationSettings(max_new_tokens=4000)
+    )
+    threads_before = threading.active_count()
+    with pytest.raises(ScriptStopped):
+        backend.analyze(asset, long, on_text=stop_at_once)
+    assert threading.active_count() == threads_before  # the generate worker has ended
+    assert not get_local_model(settings, tiny_model).lock.locked()
+    request = AnalysisRequest(question="Describe it.", rounds=1, frames=8, generation=SHORT)
+    assert backend.analyze(asset, request).rounds[0].tokens_out > 0
+
+
 def test_two_threads_at_once_both_get_correct_results(settings: Settings, tiny_model: Path, asset: MediaAsset):
     backend = LocalBackend(settings, tiny_model)
     request = AnalysisRequest(question="Who?", rounds=2, frames=8, generation=SHORT)
@@ -145,6 +169,22 @@ def test_cli_tiny_model_then_analyze_json(tmp_path: Path, clips):
     assert "Traceback" not in proc.stderr.decode()
     proc = run_cli(["tiny-model", str(tmp_path / "tiny")], tmp_path)
     assert proc.returncode == 2 and "not empty" in proc.stderr.decode()
+
+
+def test_cli_serves_a_stored_result_like_the_app_and_reruns_on_request(tmp_path: Path, clips, tiny_model: Path):
+    (tmp_path / "videos").mkdir()
+    shutil.copyfile(clips["numbered"], tmp_path / "videos" / "n.mp4")
+    args = ["analyze", "n.mp4", "-Q", "What is shown?", "--model-path", str(tiny_model), "--frames", "4"]
+    args += ["--rounds", "1", "--max-new-tokens", "8"]
+    first = run_cli(args, tmp_path)
+    second = run_cli(args, tmp_path)
+    again = run_cli([*args, "--rerun"], tmp_path)
+    assert first.returncode == second.returncode == again.returncode == 0, first.stderr.decode()
+    assert "[model]" in first.stderr.decode() and "served from the result stored" not in first.stderr.decode()
+    assert "served from the result stored" in second.stderr.decode() and "[model]" not in second.stderr.decode()
+    assert second.stdout == first.stdout == again.stdout  # greedy: the re-run gives the same answer
+    assert "served from the result stored" not in again.stderr.decode()
+    assert len(list((tmp_path / "data" / "results").rglob("*.json"))) == 1
 
 
 @pytest.mark.parametrize(

@@ -193,7 +193,7 @@ def run_analysis(
     there is one (unless `rerun`). Raises VChatError for anything the user can act on."""
     stage = on_stage or _noop_stage
     backend = get_backend(backend_name, settings, model_path, gemini_api_key=gemini_api_key)
-    backend.check()  # missing weights or key: say so before any download
+    backend.check(request)  # missing weights, unknown adapter or no key: say so before any download
     identity = model_identity(backend_name, settings, request, model_path)
 
     def media_progress(step: str, fraction: float | None, message: str) -> None:

@@ -100,18 +100,33 @@ def generate_text(
     return Generation(answer, prompt_tokens, int(new_tokens.shape[0]), second_per_grid_t)
 
 
-def _generate_streaming(loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any], on_partial: Callable[[str], None]):  # type: ignore[no-untyped-def]
-    """generate() in a worker thread, feeding partial text to `on_partial` as it comes."""
+def _generate_streaming(
+    loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any], on_partial: Callable[[str], None]
+) -> Any:
+    """generate() in a worker thread, feeding partial text to `on_partial` as it comes.
+
+    If `on_partial` raises (a Streamlit script stopped by a rerun or a closed tab), the worker
+    is told to stop and joined before this returns: the caller holds the model lock, and no
+    generation may outlive it."""
     import torch
-    from transformers import TextIteratorStreamer
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    stop = threading.Event()
+
+    class StopWhenAsked(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
     streamer = TextIteratorStreamer(loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    criteria = StoppingCriteriaList([*kwargs.pop("stopping_criteria", []), StopWhenAsked()])
     holder: dict[str, Any] = {}
 
     def work() -> None:
         try:
             with torch.inference_mode():
-                holder["output"] = loaded.model.generate(**inputs, **kwargs, streamer=streamer)
+                holder["output"] = loaded.model.generate(
+                    **inputs, **kwargs, streamer=streamer, stopping_criteria=criteria
+                )
         except BaseException as exc:  # surfaced in the caller's thread below
             holder["error"] = exc
             streamer.end()
@@ -119,10 +134,13 @@ def _generate_streaming(loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any]
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
     partial = ""
-    for chunk in streamer:
-        partial += chunk
-        on_partial(partial)
-    worker.join()
+    try:
+        for chunk in streamer:
+            partial += chunk
+            on_partial(partial)
+    finally:
+        stop.set()  # a no-op when generation already ended
+        worker.join()
     if "error" in holder:
         raise holder["error"]
     return holder["output"]

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
 from core.config import Settings
 from core.errors import VChatError
-from core.models.base import AnalysisRequest, ModelInfo
+from core.models.base import ModelInfo
+from core.models.gemini.client import GeminiClient
 from core.models.local import loading
-from core.models.registry import get_backend
 
 
 class LoadedModelStatus(BaseModel):
@@ -79,7 +78,7 @@ def gemini_key(settings: Settings, given: str | None) -> str | None:
 
 def gemini_reachability(settings: Settings, api_key: str | None, model: str | None = None) -> Reachability:
     """One cheap call with the key (the model's description: no video, no tokens spent), through the
-    Gemini backend's own client, so errors read as they do in an analysis and the key is scrubbed."""
+    client analyses use, so errors read as they do in an analysis and the key is scrubbed."""
     started = time.perf_counter()
     quick = settings.model_copy(
         update={
@@ -88,8 +87,7 @@ def gemini_reachability(settings: Settings, api_key: str | None, model: str | No
         }
     )
     try:
-        backend: Any = get_backend("gemini", quick, gemini_api_key=api_key)
-        client = backend.client(AnalysisRequest(question="reachability check", gemini_model=model or None))
+        client = GeminiClient(quick, api_key, model or None)
         name = client.ping()
     except VChatError as exc:
         return Reachability(ok=False, message=exc.one_line(), seconds=_since(started))

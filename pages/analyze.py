@@ -5,6 +5,9 @@ import streamlit as st
 from core.config import get_settings
 from ui import analysis, sources, state
 from ui.result import render_run
+from ui.shell import inside_app
+
+inside_app()
 
 settings = get_settings()
 st.title("Analyze a video")

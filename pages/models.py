@@ -4,6 +4,9 @@ import streamlit as st
 
 from core.config import get_settings
 from ui import models_view as view
+from ui.shell import inside_app
+
+inside_app()
 
 settings = get_settings()
 st.title("Models")

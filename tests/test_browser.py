@@ -122,6 +122,16 @@ def test_analyse_an_uploaded_clip_in_chromium(app_url: str, tmp_path_factory: py
 
 
 def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-untyped-def]
+    # A bookmarked deep link as the very first request of a fresh server (Streamlit's legacy
+    # pages/ route): the page comes inside the shell, with no "Page not found" dialog.
+    page.goto(f"{app_url}/models?gemini_api_key=test-key")
+    expect(page.get_by_role("heading", name="Models", exact=True)).to_be_visible()
+    expect(page.get_by_text("Perception rounds")).to_be_visible()  # the shared sidebar is there
+    page.wait_for_function("() => !window.location.search.includes('gemini_api_key')", timeout=30_000)
+    page.wait_for_timeout(1500)  # a late dialog would show by now
+    assert page.get_by_text("Page not found").count() == 0
+    assert "test-key" not in page.url
+
     page.goto(f"{app_url}/?gemini_api_key=test-key")
     expect(page.get_by_role("heading", name="Analyze a video")).to_be_visible()
     # the key leaves the address bar at once (and is held in the session's password field)

@@ -9,15 +9,15 @@ import streamlit as st
 PAGES_DIR = Path(__file__).resolve().parents[1] / "pages"
 
 # file stem -> (title, icon, URL path); known pages in this order, any other page file after them.
-# A URL path never equals its file's stem: Streamlit hashes both the same way, and on a run that
-# still takes the legacy pages/-folder route (a process's first run, every AppTest run) a page
-# whose hash matched would run without Home.py around it (no sidebar, no query-param handling).
+# The URL path is the file's stem: the legacy pages/-folder route Streamlit still takes on a
+# process's first run finds the same page (no "Page not found"), and ui.shell.inside_app puts
+# the shell around it.
 KNOWN = {
-    "analyze": ("Analyze", ":material/movie:", "analysis"),
-    "factcheck": ("Fact-check", ":material/fact_check:", "fact-check"),
-    "batch": ("Batch", ":material/table_view:", "batch-jobs"),
-    "finetune": ("Fine-tune", ":material/model_training:", "fine-tune"),
-    "models": ("Models", ":material/memory:", "model-info"),
+    "analyze": ("Analyze", ":material/movie:", "analyze"),
+    "factcheck": ("Fact-check", ":material/fact_check:", "factcheck"),
+    "batch": ("Batch", ":material/table_view:", "batch"),
+    "finetune": ("Fine-tune", ":material/model_training:", "finetune"),
+    "models": ("Models", ":material/memory:", "models"),
 }
 DEFAULT = "analyze"
 
@@ -25,7 +25,7 @@ DEFAULT = "analyze"
 def _page_spec(stem: str) -> tuple[str, str, str]:
     if stem in KNOWN:
         return KNOWN[stem]
-    return stem.replace("_", " ").capitalize(), ":material/article:", f"{stem.replace('_', '-')}-page"
+    return stem.replace("_", " ").capitalize(), ":material/article:", stem
 
 
 def app_pages() -> list[st.Page]:

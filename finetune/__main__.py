@@ -95,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             outcome = train(options, settings, given=given, quiet=args.quiet)
         except DatasetInvalid as exc:
-            sys.stderr.write(exc.report.format() + "\n")
+            if args.quiet:  # otherwise the log has just listed every bad line on stderr
+                sys.stderr.write(exc.report.format() + "\n")
             raise
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -40,7 +40,7 @@ from finetune.run_files import (
 
 ROOT = Path(__file__).resolve().parents[1]  # the folder holding finetune/ and core/
 # Never passed to the trainer: it needs no Gemini key.
-_SECRET_ENV = ("GEMINI_API_KEY", "VCHAT_GEMINI_API_KEY")
+_SECRET_ENV = ("GEMINI_API_KEY", "VCHAT_GEMINI_API_KEY", "GOOGLE_API_KEY")
 _children: dict[int, subprocess.Popen[bytes]] = {}  # runs started by this process, reaped when polled
 
 __all__ = [

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
+from core.config import Settings
 from core.errors import InputError
 from core.media.pipeline import MediaAsset, prepare_media
 from core.models.base import AnalysisRequest, GenerationSettings
-from core.models.local.adapters import get_adapter
+from core.models.local.adapters import find_adapters, get_adapter
 from core.models.local.backend import LocalBackend, generate_text
 from core.models.local.loading import get_local_model
 from finetune.collator import sample_frames
@@ -150,3 +152,12 @@ def test_an_adapter_of_another_base_model_is_refused_and_changes_nothing(
         backend.analyze(assets["red"], ask("foreign"))
     assert backend.analyze(assets["red"], ask(None)).rounds[0].raw_output == base
     assert backend.analyze(assets["red"], ask("colour")).model.adapter == "colour"
+
+
+def test_a_broken_or_badly_named_adapter_folder_is_not_offered(tmp_path: Path):
+    settings = Settings(data_dir=tmp_path / "data", media_dir=tmp_path, adapters_dir=tmp_path / "adapters")
+    for name, config in (("bad-rank", '{"r": "abc"}'), ("bad name", '{"r": 8}'), ("not-json", "{"), ("ok", '{"r": 8}')):
+        folder = settings.adapters_dir / name / "final_checkpoint"
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text(config)
+    assert [adapter.name for adapter in find_adapters(settings)] == ["ok"]

@@ -30,6 +30,7 @@ from tests.gemini_fake import (
 from tests.test_cli import run_cli
 
 QUESTION = AnalysisRequest(question="What is shown?")
+PARTIAL = '{"reasoning": "The vid'  # an answer cut off by a safety stop
 
 
 @pytest.fixture
@@ -164,6 +165,10 @@ def test_a_timeout_is_a_clear_error_and_not_retried(gemini, gemini_settings, ass
         (blocked_reply(), "blocked \\(SAFETY\\)"),
         (Reply({"candidates": [{"finishReason": "SAFETY", "index": 0}]}), "stopped \\(SAFETY\\)"),
         (Reply({"candidates": []}), "returned no answer"),
+        (
+            Reply({"candidates": [{"content": {"parts": [{"text": PARTIAL}]}, "finishReason": "SAFETY"}]}),
+            "stopped \\(SAFETY\\)",
+        ),
     ],
 )
 def test_a_blocked_answer_is_an_error_not_an_empty_success(gemini, gemini_settings, asset, reply, reason):
@@ -218,6 +223,15 @@ def test_the_digest_is_schema_checked_cleaned_and_cached(gemini, gemini_settings
     assert again.reused and again.digest == record.digest
     assert len(gemini.generate_requests()) == 1
     get_digest(asset, gemini_settings, model="gemini-2.5-flash")  # another model: another digest
+    assert len(gemini.generate_requests()) == 2
+
+
+def test_a_stored_digest_that_no_longer_parses_is_asked_again(gemini, gemini_settings, asset):
+    first = get_digest(asset, gemini_settings)
+    (stored,) = (gemini_settings.data_dir / "digests" / asset.sha256).iterdir()
+    stored.write_text('{"digest": {"language": "en"}}')  # an older shape, or a damaged file
+    again = get_digest(asset, gemini_settings)
+    assert not again.reused and again.digest == first.digest
     assert len(gemini.generate_requests()) == 2
 
 

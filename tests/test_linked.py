@@ -51,6 +51,18 @@ def test_linked_gives_both_answers_the_digest_as_context_and_a_verdict(gemini, g
     assert len(gemini.generate_requests()) == 5 and "Digest by gemini-flash-latest (from the cache)" in again.notes
 
 
+def test_the_gemini_half_runs_before_the_local_models_turn(gemini, gemini_settings, asset, tiny):
+    from core.analysis.runner import run_analysis
+
+    stages: list[str] = []
+    run = run_analysis(
+        "clip.mp4", gemini_settings, "linked", REQUEST, model_path=tiny, on_stage=lambda s, m, f: stages.append(s)
+    )
+    assert stages.index("remote") < stages.index("queue" if "queue" in stages else "model")
+    assert run.result.linked is not None and run.result.linked.gemini_answer == "A test pattern"
+    assert len(gemini.generate_requests()) == 3  # digest, answer, judge: preparing first asks nothing twice
+
+
 @pytest.mark.parametrize(
     "local, remote, verdict",
     [("Yes.", "yes, clearly", "agree"), ("(b)", "A", "disagree"), ("3", "3.0 people", "agree")],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pandas as pd
@@ -15,7 +16,7 @@ from core.models.local.loading import current_local_model, preseed_help, unload_
 from core.models.status import gemini_key, gemini_reachability, loaded_model_status, weights_status
 from ui import state
 from ui.analysis import one_line_error
-from ui.text import human_bytes
+from ui.text import escape_markdown, human_bytes
 
 FLASH = "models_flash"
 REACHABILITY = "gemini_reachability"
@@ -123,7 +124,7 @@ def gemini_section(settings: Settings) -> None:
     else:
         where = "none: type a key in the sidebar, or set GEMINI_API_KEY on the server"
     name = str(st.session_state.get(state.GEMINI_MODEL) or "").strip() or settings.gemini_model
-    st.markdown(f"Key: {where}  \nModel: `{name}`")
+    st.markdown(f"Key: {where}  \nModel: {escape_markdown(name)}")
     if st.button("Check Gemini", icon=":material/network_check:", disabled=gemini_key(settings, typed) is None):
         with st.spinner("Asking Gemini for the model's description..."):
             st.session_state[REACHABILITY] = gemini_reachability(settings, typed, name)
@@ -154,3 +155,6 @@ def safe(section, *args) -> None:  # type: ignore[no-untyped-def]
         section(*args)
     except VChatError as exc:
         st.error(exc.one_line())
+    except Exception as exc:  # anything else: one line here, the traceback in the server log
+        logging.getLogger(__name__).exception("models page section failed")
+        st.error(one_line_error(exc))

@@ -15,6 +15,7 @@ STAGES = {
     "probe": "Probe",
     "sanitize": "Sanitize",
     "ready": "Media",
+    "remote": "Gemini",
     "frames": "Frames",
     "queue": "Queued",
     "model": "Model",

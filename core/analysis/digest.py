@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from core.analysis.perception import check_span
 from core.config import Settings
@@ -132,9 +132,13 @@ def get_digest(
     path = settings.data_dir / "digests" / asset.sha256 / f"{key}.json"
     stored = None if refresh else read_json(path)
     if stored:
-        record = DigestRecord(**stored)
-        record.reused = True
-        return record
+        try:
+            record = DigestRecord(**stored)
+        except ValidationError:  # written by another version: ask again
+            record = None
+        if record is not None:
+            record.reused = True
+            return record
     started = time.perf_counter()
     usage = GeminiUsage(model=client.model)
     with file_input(client, asset.sanitized_path, asset.sha256, usage.calls) as video:

@@ -39,7 +39,7 @@ from core.models.local.loading import LoadedModel, current_local_model, get_loca
 from core.models.registry import get_backend
 
 # (stage, message, fraction done or None). Stages: fetch, download, provenance, probe,
-# sanitize, ready, frames, queue, model, analyze, round, store, done.
+# sanitize, ready, remote, frames, queue, model, analyze, round, store, done.
 StageFn = Callable[[str, str, float | None], None]
 
 
@@ -208,6 +208,10 @@ def run_analysis(
         stage("done", "served from the stored result", 1.0)
         return AnalysisRun(result, data, asset, key, path, True, stored_at)
 
+    prepare = getattr(backend, "prepare", None)  # remote work a backend does before its local turn
+    if callable(prepare):
+        stage("remote", "asking Gemini (digest and its own answer) before the local model's turn", None)
+        prepare(asset, request)
     if backend_name in LOCAL_MODEL_BACKENDS:
         index = asset.frames(settings).index
         stage("frames", f"{index.count} frames, {index.duration_s:.1f} s at {index.fps:.3g} fps", None)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
-from core.analysis.digest import digest_context, get_digest
+from core.analysis.digest import DigestRecord, digest_context, get_digest
 from core.config import Settings
 from core.errors import VChatError
 from core.media.pipeline import MediaAsset
@@ -22,6 +23,7 @@ from core.models.base import (
     GeminiUsage,
     LinkedComparison,
     ModelInfo,
+    RoundRecord,
     Segment,
     StreamFn,
 )
@@ -110,6 +112,16 @@ def _cited(result: AnalysisResult) -> list[Segment]:
     return []
 
 
+@dataclass
+class _GeminiHalf:
+    media_sha256: str
+    request_json: str
+    client: GeminiClient
+    digest: DigestRecord
+    usage: GeminiUsage
+    gemini_round: RoundRecord
+
+
 class LinkedBackend:
     """VideoChat-R1.5 locally, with Gemini's digest as context and Gemini's own answer beside it."""
 
@@ -120,23 +132,35 @@ class LinkedBackend:
         self.local = LocalBackend(settings, model_path)
         self.gemini = GeminiBackend(settings, api_key)
         self.api_key = api_key
+        self._prepared: _GeminiHalf | None = None
 
     def check(self, request: AnalysisRequest | None = None) -> None:
         self.gemini.check(request)
         self.local.check(request)
 
-    def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
-        started = time.perf_counter()
+    def prepare(self, asset: MediaAsset, request: AnalysisRequest) -> None:
+        """The Gemini half (the digest, Gemini's own answer): network calls, made before the caller
+        takes its turn on the local model so other sessions do not wait behind them."""
         client = self.gemini.client(request)
         record = get_digest(asset, self.settings, self.api_key, client.model)
+        usage = GeminiUsage(model=client.model)
+        with self.gemini.video(client, asset, usage, request.fps) as video:
+            gemini_round = answer_round(client, video, request, asset.probe.duration_s, usage)
+        self._prepared = _GeminiHalf(asset.sha256, request.model_dump_json(), client, record, usage, gemini_round)
+
+    def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
+        started = time.perf_counter()
+        half = self._prepared
+        if half is None or (half.media_sha256, half.request_json) != (asset.sha256, request.model_dump_json()):
+            self.prepare(asset, request)
+            half = self._prepared
+        assert half is not None
+        self._prepared = None
+        client, record, usage, gemini_round = half.client, half.digest, half.usage, half.gemini_round
         context = digest_context(record.digest, self.settings.digest_context_tokens)
         if request.context:
             context = f"{request.context.strip()}\n{context}"
         local = self.local.analyze(asset, request.model_copy(update={"context": context}), on_text)
-
-        usage = GeminiUsage(model=client.model)
-        with self.gemini.video(client, asset, usage, request.fps) as video:
-            gemini_round = answer_round(client, video, request, asset.probe.duration_s, usage)
         gemini_answer = gemini_round.answer or ""
         agreement, method, explanation = compare_answers(client, request.question, local.answer, gemini_answer, usage)
         comparison = LinkedComparison(

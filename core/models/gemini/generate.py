@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from core.media.storage import atomic_write_bytes
 from core.models.base import GeminiUsage, GenerationSettings, ServiceCall
 from core.models.gemini.client import GeminiClient, GeminiError
 
@@ -18,7 +19,7 @@ MEDIA_RESOLUTIONS = {
     "medium": "MEDIA_RESOLUTION_MEDIUM",
     "high": "MEDIA_RESOLUTION_HIGH",
 }
-BLOCKING_FINISH = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "OTHER"}
+BLOCKING_FINISH = {"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"}
 
 
 @dataclass
@@ -85,7 +86,7 @@ def generate(
     usage.total_tokens += total_tokens
     text = response.text if getattr(response, "candidates", None) else None
     blocked = _blocked_reason(response)
-    if blocked and not text:
+    if blocked and (not text or "stopped" in blocked):  # a safety stop mid-answer is a block too
         raise GeminiError(
             f"Gemini gave no answer {what}: {blocked}.",
             "Nothing was stored. Rephrase the question, or try the local model.",
@@ -103,7 +104,7 @@ def keep_raw_text(client: GeminiClient, what: str, text: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     path = folder / f"{stamp}-{'-'.join(what.split())[:40]}.txt"
-    path.write_text(client.scrub(text), encoding="utf-8")
+    atomic_write_bytes(path, client.scrub(text).encode("utf-8"))
     return str(path)
 
 

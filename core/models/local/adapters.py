@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from core.config import Settings
 from core.errors import InputError
@@ -58,8 +58,15 @@ def adapter_info(run_dir: Path) -> AdapterInfo | None:
         config = json.loads(raw)
     except (OSError, ValueError):
         return None
-    if not isinstance(config, dict):
+    if not isinstance(config, dict) or not ADAPTER_NAME.match(run_dir.name):
         return None
+    try:
+        return _build_info(run_dir, config_path, raw, config)
+    except ValidationError:  # e.g. "r": "abc": a broken folder must not break every page
+        return None
+
+
+def _build_info(run_dir: Path, config_path: Path, raw: bytes, config: dict[str, Any]) -> AdapterInfo:
     return AdapterInfo(
         name=run_dir.name,
         path=config_path.parent,

@@ -284,3 +284,26 @@ def test_missing_weights_stop_before_any_download(monkeypatch, tmp_path, clip: P
     [error] = app.error
     assert error.value.startswith("The model nobody/not-a-model is not on this machine. Put the weights in")
     assert not (paths.data_dir / "media").exists()  # checked before the video was even read
+
+
+def test_gemini_reads_a_youtube_url_itself_when_the_user_allows_it(monkeypatch, tmp_path, gemini):  # type: ignore[no-untyped-def]
+    paths = app_env(monkeypatch, tmp_path, GEMINI_API_KEY=VALID_KEY)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", gemini.base_url)
+    url = "https://www.youtube.com/watch?v=dQw4w9WgXcQ"
+    app = new_app().run()
+    app.text_input(key="source_url").input(url).run()
+    assert not app.checkbox  # the local model cannot read a URL: no such choice offered
+    app.sidebar.selectbox(key="model_choice").select("gemini").run()
+    app.checkbox(key="gemini_reads_url").check()
+    app.text_area(key="question").input("What is shown?")
+    button(app, "Analyze").click().run()
+    assert not app.exception and not app.error
+    assert "A test pattern" in [m.value for m in app.markdown]
+    assert any("no copy was downloaded" in c.value for c in app.caption)
+    [part] = [p for p in gemini.generate_requests()[0]["json"]["contents"][0]["parts"] if "fileData" in p]
+    assert part["fileData"]["file_uri"] == url
+    assert not (paths.data_dir / "media").exists()  # nothing was downloaded
+    [stored] = list((paths.data_dir / "results" / "by-url").glob("*.json"))
+    assert json.loads(stored.read_text())["result"]["gemini"]["path_taken"] == "youtube"
+    button(app, "Analyze").click().run()  # the same question again: from the store
+    assert app.status[0].label == "Served from the stored result" and len(gemini.generate_requests()) == 1

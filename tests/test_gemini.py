@@ -11,6 +11,7 @@ import pytest
 
 from core.analysis.digest import get_digest
 from core.config import Settings
+from core.errors import InputError
 from core.media.pipeline import MediaAsset, prepare_media
 from core.models.base import AnalysisRequest
 from core.models.gemini.backend import GeminiBackend
@@ -294,3 +295,20 @@ def test_cli_gemini_key_problems_exit_2_with_one_line(gemini, tmp_path, clips, e
     assert proc.returncode == 2 and "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert line.startswith(message) and "WRONG" not in line
+
+
+@pytest.mark.parametrize(
+    ("backend", "url", "message"),
+    [
+        ("gemini", "https://example.org/clip.mp4", "only from a public YouTube URL"),
+        ("local", "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "Only Gemini can read a video from its URL"),
+    ],
+)
+def test_reading_by_url_is_refused_where_it_cannot_work(gemini, gemini_settings, tmp_path, backend, url, message):
+    from core.analysis.runner import run_analysis
+    from core.models.local.tiny import write_tiny_model
+
+    model_path = write_tiny_model(tmp_path / "tiny") if backend == "local" else None
+    with pytest.raises(InputError, match=message):
+        run_analysis(url, gemini_settings, backend, QUESTION, model_path=model_path, gemini_reads_url=True)
+    assert not gemini.requests and not (gemini_settings.data_dir / "media").exists()

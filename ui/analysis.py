@@ -58,6 +58,7 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
             filename=source.filename,
             gemini_api_key=state.gemini_api_key(),
             rerun=rerun,
+            gemini_reads_url=source.gemini_reads_url,
             on_stage=progress.stage,
             on_text=progress.text,
             on_queued=progress.queued,

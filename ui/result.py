@@ -43,6 +43,18 @@ def render_run(run: AnalysisRun, settings: Settings, on_rerun: Callable[[], None
         st.warning(escape_markdown(note), icon=":material/info:")
 
     video, timeline = st.columns([2, 3])
+    if asset is None:  # Gemini read it from YouTube: play it from there; no frames, no provenance here
+        with video:
+            st.video(run.source_url)
+        with timeline:
+            st.markdown("**What the answer rests on**")
+            st.plotly_chart(
+                timeline_figure(result, _cited_end(result)),
+                config={"displayModeBar": False, "scrollZoom": False},
+                key="timeline",
+            )
+        _rounds_and_download(run)
+        return
     with video:
         size = asset.sanitized_path.stat().st_size if asset.sanitized_path.exists() else 0
         if 0 < size <= MAX_PLAYER_BYTES:
@@ -61,17 +73,34 @@ def render_run(run: AnalysisRun, settings: Settings, on_rerun: Callable[[], None
 
     if result.rounds and result.rounds[-1].frame_indices:
         _frame_strip(asset, settings, result, result.rounds[-1])
+    _rounds_and_download(run)
+
+
+def _cited_end(result: AnalysisResult) -> float:
+    """The time axis for a video we never probed: up to the last second any round cites."""
+    ends = [segment.end_s for record in result.rounds for segment in record.segments]
+    return max([*ends, 1.0])
+
+
+def _rounds_and_download(run: AnalysisRun) -> None:
+    result, asset = run.result, run.asset
     if result.rounds:
         st.subheader("Rounds")
         for record in result.rounds:
             _round_expander(record, len(result.rounds))
 
     _extras(run)
-    _provenance(asset)
+    if asset is None:
+        st.caption(
+            "Gemini read the video from its URL; no copy was downloaded, so no provenance or metadata was read."
+        )
+    else:
+        _provenance(asset)
+    name = asset.sha256[:12] if asset else "url"
     st.download_button(
         "Download the full result (JSON)",
         data=run.result_json,
-        file_name=f"vchat-{asset.sha256[:12]}-{run.key[:8]}.json",
+        file_name=f"vchat-{name}-{run.key[:8]}.json",
         mime="application/json",
         on_click="ignore",
         key="download_result",

@@ -11,6 +11,8 @@ import streamlit as st
 
 from core.config import Settings
 from core.errors import InputError
+from core.models.gemini.video import is_youtube_url
+from ui import state
 
 VIDEO_TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi", "mpeg", "mpg", "ts", "3gp", "ogv", "flv", "wmv"]
 MAX_LISTED = 500
@@ -20,6 +22,7 @@ SOURCE_KIND = "source_kind"
 SOURCE_URL = "source_url"
 SOURCE_UPLOAD = "source_upload"
 SOURCE_FILE = "source_file"
+GEMINI_READS_URL = "gemini_reads_url"
 
 
 @dataclass
@@ -27,6 +30,7 @@ class SourceInput:
     source: str | BinaryIO
     filename: str | None
     label: str  # what to call it in messages
+    gemini_reads_url: bool = False  # Gemini reads a YouTube URL itself: nothing is downloaded
 
 
 def media_files(settings: Settings) -> list[str]:
@@ -53,7 +57,16 @@ def source_input(settings: Settings) -> SourceInput | None:
         url = st.text_input(
             "Video URL", key=SOURCE_URL, placeholder="https://www.youtube.com/watch?v=... or a direct .mp4 link"
         )
-        return SourceInput(url.strip(), None, url.strip()) if url.strip() else None
+        reads_itself = False
+        if state.selected_choice(settings).backend == "gemini" and is_youtube_url(url):
+            reads_itself = st.checkbox(
+                "Gemini reads the YouTube video itself (no download)",
+                key=GEMINI_READS_URL,
+                disabled=not settings.gemini_allow_youtube_urls,
+                help="Faster for long videos, but nothing is downloaded here: no provenance, no metadata, no frames. "
+                "Only public videos work.",
+            )
+        return SourceInput(url.strip(), None, url.strip(), bool(reads_itself)) if url.strip() else None
     if kind == "Upload":
         upload = st.file_uploader(
             "Video file",

@@ -102,11 +102,12 @@ LOCAL_MODEL_QUEUE = ModelQueue()
 class AnalysisRun:
     result: AnalysisResult
     data: dict[str, Any]  # the result as stored: every field, those of a backend's own result type too
-    asset: MediaAsset
+    asset: MediaAsset | None  # None when Gemini read the video from its URL (nothing downloaded)
     key: str
     path: Path
     from_store: bool
     stored_at: str
+    source_url: str | None = None  # the URL Gemini read, when asset is None
 
     @property
     def result_json(self) -> str:
@@ -185,6 +186,7 @@ def run_analysis(
     model_path: Path | None = None,
     gemini_api_key: str | None = None,
     rerun: bool = False,
+    gemini_reads_url: bool = False,
     on_stage: StageFn | None = None,
     on_text: StreamFn | None = None,
     on_queued: QueuedFn | None = None,
@@ -195,6 +197,8 @@ def run_analysis(
     backend = get_backend(backend_name, settings, model_path, gemini_api_key=gemini_api_key)
     backend.check(request)  # missing weights, unknown adapter or no key: say so before any download
     identity = model_identity(backend_name, settings, request, model_path)
+    if gemini_reads_url:
+        return _run_by_url(source, settings, backend, identity, request, rerun, stage, on_text)
 
     def media_progress(step: str, fraction: float | None, message: str) -> None:
         stage(step, message, fraction)
@@ -238,6 +242,50 @@ def run_analysis(
     atomic_write_json(path, {"key": key, "stored_at": stored_at, "model_identity": identity, "result": data})
     stage("done", f"answered in {result.seconds:.1f} s", 1.0)
     return AnalysisRun(result, data, asset, key, path, False, stored_at)
+
+
+def _run_by_url(
+    source: str | Path | BinaryIO,
+    settings: Settings,
+    backend: Any,
+    identity: dict[str, Any],
+    request: AnalysisRequest,
+    rerun: bool,
+    stage: StageFn,
+    on_text: StreamFn | None,
+) -> AnalysisRun:
+    """A public YouTube URL handed to Gemini as it is: no download, so no provenance and no frames.
+    Stored by (URL, model, request) under results/by-url/."""
+    from core.models.gemini.video import is_youtube_url
+
+    analyze_url = getattr(backend, "analyze_youtube", None)
+    url = source.strip() if isinstance(source, str) else ""
+    if analyze_url is None or not is_youtube_url(url):
+        raise InputError(
+            "Only Gemini can read a video from its URL, and only from a public YouTube URL.",
+            "Untick 'Gemini reads the YouTube video itself' to download the video instead.",
+        )
+    if not settings.gemini_allow_youtube_urls:
+        raise InputError(
+            "Handing YouTube URLs to Gemini is turned off on this server (VCHAT_GEMINI_ALLOW_YOUTUBE_URLS=0)."
+        )
+    blob = {"url": url, "model": identity, "request": request.model_dump(mode="json")}
+    key = hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+    path = results_dir(settings) / "by-url" / f"{key}.json"
+    stored = None if rerun else read_stored(path)
+    if stored is not None:
+        result, data, stored_at = stored
+        stage("done", "served from the stored result", 1.0)
+        return AnalysisRun(result, data, None, key, path, True, stored_at, source_url=url)
+    stage("remote", "Gemini is reading the video from YouTube (nothing is downloaded here)", None)
+    result = analyze_url(url, request, on_text)
+    stored_at = datetime.now(UTC).isoformat(timespec="seconds")
+    data = result.model_dump(mode="json")
+    stage("store", "storing the result", None)
+    record = {"key": key, "stored_at": stored_at, "model_identity": identity, "url": url, "result": data}
+    atomic_write_json(path, record)
+    stage("done", f"answered in {result.seconds:.1f} s", 1.0)
+    return AnalysisRun(result, data, None, key, path, False, stored_at, source_url=url)
 
 
 def _queued_message(state: QueueState) -> str:

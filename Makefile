@@ -41,7 +41,7 @@ browser:
 
 test: $(VENV)/.installed-dev browser
 	$(PY) -m ruff check .
-	VCHAT_REQUIRE_BROWSER=1 $(PY) -m pytest
+	$(PY) -m pytest
 
 bench: $(VENV)/.installed-dev
 	$(PY) bench/media.py

@@ -236,12 +236,20 @@ def run_analysis(
         result = _analyze(backend, asset, request, stage, on_text)
     if result.media_sha256 is None:
         result.media_sha256 = asset.sha256
+    data, stored_at = _store(path, key, identity, result, stage)
+    return AnalysisRun(result, data, asset, key, path, False, stored_at)
+
+
+def _store(
+    path: Path, key: str, identity: dict[str, Any], result: AnalysisResult, stage: StageFn, **extra: str
+) -> tuple[dict[str, Any], str]:
+    """Write the result where the next identical request finds it; returns (data, stored_at)."""
     stored_at = datetime.now(UTC).isoformat(timespec="seconds")
     data = result.model_dump(mode="json")
     stage("store", "storing the result", None)
-    atomic_write_json(path, {"key": key, "stored_at": stored_at, "model_identity": identity, "result": data})
+    atomic_write_json(path, {"key": key, "stored_at": stored_at, "model_identity": identity, **extra, "result": data})
     stage("done", f"answered in {result.seconds:.1f} s", 1.0)
-    return AnalysisRun(result, data, asset, key, path, False, stored_at)
+    return data, stored_at
 
 
 def _run_by_url(
@@ -279,12 +287,7 @@ def _run_by_url(
         return AnalysisRun(result, data, None, key, path, True, stored_at, source_url=url)
     stage("remote", "Gemini is reading the video from YouTube (nothing is downloaded here)", None)
     result = analyze_url(url, request, on_text)
-    stored_at = datetime.now(UTC).isoformat(timespec="seconds")
-    data = result.model_dump(mode="json")
-    stage("store", "storing the result", None)
-    record = {"key": key, "stored_at": stored_at, "model_identity": identity, "url": url, "result": data}
-    atomic_write_json(path, record)
-    stage("done", f"answered in {result.seconds:.1f} s", 1.0)
+    data, stored_at = _store(path, key, identity, result, stage, url=url)
     return AnalysisRun(result, data, None, key, path, False, stored_at, source_url=url)
 
 

@@ -152,7 +152,9 @@ def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-
 
     expect(page.get_by_text("Answered in").first).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.get_by_role("heading", name="Answer")).to_be_visible()
-    expect(page.get_by_text("What is shown in this clip?").last).to_be_visible()
+    # the question as shown above the answer (the rounds' prompts repeat it inside closed expanders)
+    shown_question = page.locator("p").filter(has_text="Question:").filter(has_text="What is shown in this clip?")
+    expect(shown_question).to_be_visible()
     timeline = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot")
     expect(timeline).to_be_visible()
     expect(timeline.get_by_text("Round 3")).to_be_visible()

@@ -63,6 +63,12 @@ def ask_about_media_file(app: AppTest, question: str = "What is shown?") -> AppT
     return button(app, "Analyze").click().run()
 
 
+def provenance_facts(app: AppTest) -> dict[str, str]:
+    """The "Provenance and media facts" table, as fact -> value."""
+    table = app.dataframe[-1].value
+    return dict(zip(table["fact"], table["value"], strict=True))
+
+
 def stored_results(paths: AppPaths) -> list[Path]:
     return sorted((paths.data_dir / "results").rglob("*.json"))
 
@@ -140,8 +146,7 @@ def test_an_uploaded_file_is_analysed(paths: AppPaths, clip: Path):
     button(app, "Analyze").click().run()
     assert not app.exception and not app.error
     assert app.status[0].label.startswith("Answered in")
-    facts = app.dataframe[-1].value
-    facts = dict(zip(facts["fact"], facts["value"], strict=True))
+    facts = provenance_facts(app)
     assert facts["source"] == "upload" and facts["file name"] == "holiday.mp4"
     originals = list((paths.data_dir / "media" / "objects").rglob("original.mp4"))
     assert len(originals) == 1 and originals[0].read_bytes() == clip.read_bytes()
@@ -157,8 +162,7 @@ def test_a_url_is_downloaded_and_analysed(paths: AppPaths, clip: Path, server): 
     button(app, "Analyze").click().run()
     assert not app.exception and not app.error
     assert app.status[0].label.startswith("Answered in")
-    facts = app.dataframe[-1].value
-    facts = dict(zip(facts["fact"], facts["value"], strict=True))
+    facts = provenance_facts(app)
     assert facts["source"] == "url" and facts["URL"] == url
 
 

@@ -120,6 +120,7 @@ class _GeminiHalf:
     digest: DigestRecord
     usage: GeminiUsage
     gemini_round: RoundRecord
+    seconds: float  # spent on the Gemini half, counted in the result's seconds
 
 
 class LinkedBackend:
@@ -141,12 +142,21 @@ class LinkedBackend:
     def prepare(self, asset: MediaAsset, request: AnalysisRequest) -> None:
         """The Gemini half (the digest, Gemini's own answer): network calls, made before the caller
         takes its turn on the local model so other sessions do not wait behind them."""
+        started = time.perf_counter()
         client = self.gemini.client(request)
         record = get_digest(asset, self.settings, self.api_key, client.model)
         usage = GeminiUsage(model=client.model)
+        if not record.reused:  # the digest was asked for this result: its calls and tokens count here
+            usage.calls = list(record.usage.calls)
+            usage.prompt_tokens = record.usage.prompt_tokens
+            usage.output_tokens = record.usage.output_tokens
+            usage.total_tokens = record.usage.total_tokens
         with self.gemini.video(client, asset, usage, request.fps) as video:
             gemini_round = answer_round(client, video, request, asset.probe.duration_s, usage)
-        self._prepared = _GeminiHalf(asset.sha256, request.model_dump_json(), client, record, usage, gemini_round)
+        seconds = time.perf_counter() - started
+        self._prepared = _GeminiHalf(
+            asset.sha256, request.model_dump_json(), client, record, usage, gemini_round, seconds
+        )
 
     def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
         started = time.perf_counter()
@@ -163,20 +173,17 @@ class LinkedBackend:
         local = self.local.analyze(asset, request.model_copy(update={"context": context}), on_text)
         gemini_answer = gemini_round.answer or ""
         agreement, method, explanation = compare_answers(client, request.question, local.answer, gemini_answer, usage)
+        local_segments = _cited(local)
         comparison = LinkedComparison(
             local_answer=local.answer,
             gemini_answer=gemini_answer,
             agreement=agreement,
             method=method,
             explanation=explanation,
-            local_segments=_cited(local),
+            local_segments=local_segments,
             gemini_segments=gemini_round.segments,
-            shared_seconds=shared_seconds(_cited(local), gemini_round.segments),
+            shared_seconds=shared_seconds(local_segments, gemini_round.segments),
         )
-        usage.calls = record.usage.calls + usage.calls if not record.reused else usage.calls
-        usage.prompt_tokens += 0 if record.reused else record.usage.prompt_tokens
-        usage.output_tokens += 0 if record.reused else record.usage.output_tokens
-        usage.total_tokens += 0 if record.reused else record.usage.total_tokens
         notes = [*local.notes, f"Digest by {record.model}" + (" (from the cache)" if record.reused else "")]
         notes += record.notes
         return local.model_copy(
@@ -189,7 +196,7 @@ class LinkedBackend:
                 "gemini": usage,
                 "gemini_rounds": [gemini_round],
                 "linked": comparison,
-                "seconds": round(time.perf_counter() - started, 3),
+                "seconds": round(time.perf_counter() - started + half.seconds, 3),
             }
         )
 

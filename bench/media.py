@@ -155,7 +155,7 @@ def remux_once(src: Path, info: ProbeInfo, target: Path, settings: Settings) -> 
 def reencode_once(src: Path, info: ProbeInfo, target: Path, settings: Settings) -> tuple[float, str]:
     """Our re-encode recipe, forced: the sanitize plan with video and audio set to encode."""
     plan = plan_sanitize(info, settings).model_copy(update={"video": "encode", "audio": "encode"})
-    args = ffmpeg_args(src, target, plan, settings)
+    args = ffmpeg_args(src, info, target, plan, settings)
     seconds, run = timed(lambda: run_ffmpeg(args, settings.sanitize_timeout_s, settings.ffmpeg_path))
     if run.returncode != 0 or not target.exists() or target.stat().st_size == 0:
         raise SystemExit(f"our re-encode failed: {run.stderr[-500:]}")

@@ -12,17 +12,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from core.analysis.flows import model_names
 from core.config import Settings, get_settings
-from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, VChatError
+from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, InputError, VChatError, validation_message
 from core.media.frames import DEFAULT_MAX_PIXELS
 from core.media.pipeline import MediaAsset, prepare_media
-
-if TYPE_CHECKING:
-    from core.models.base import AnalysisRequest, AnalysisResult, Backend, StreamFn
+from core.media.scratch import sweep_stale
+from core.models.base import AnalysisRequest, GenerationSettings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,43 +63,32 @@ def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_frames(args: argparse.Namespace, settings: Settings) -> int:
+    """The frames a round shows: `--n` as a 1-round analysis with that budget sees them, `--segments`
+    as the next round sees them after that glue (the official sampler, see core/media/sampling.py)."""
+    key_time = _parse_segments(args.segments) if args.segments else None
     asset = _prepare(args, settings)
     source = asset.frames(settings)
-    if args.segments:
-        sample = source.sample_weighted(args.n, _parse_segments(args.segments), max_pixels=args.max_pixels)
-    elif args.fps:
-        sample = source.sample_fps(args.fps, max_frames=args.n, max_pixels=args.max_pixels)
-    else:
-        sample = source.sample_uniform(args.n, max_pixels=args.max_pixels)
+    plan = source.plan(frames=args.n, fps=args.fps, key_time=key_time)
+    sample = source.sample(plan, max_pixels=args.max_pixels)
     if args.json:
         print(json.dumps({"sha256": asset.sha256, **sample.describe()}, indent=2))
     else:
         for index, seconds in zip(sample.indices, sample.timestamps, strict=True):
             print(f"{seconds:10.3f}  frame {index}")
+    if not args.quiet:
+        for note in sample.notes:
+            sys.stderr.write(f"note: {note}\n")
+        if sample.substituted:
+            from core.analysis.perception import damaged_frames_note
+
+            sys.stderr.write(f"note: {damaged_frames_note(sample)}\n")
     return EXIT_OK
 
 
 def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     from core.analysis.runner import run_analysis
-    from core.models.base import AnalysisRequest, GenerationSettings
-    from core.models.registry import get_backend
 
-    # Validate everything cheap before fetching media or loading a model.
-    request = AnalysisRequest(
-        question=args.question,
-        rounds=args.rounds,
-        frames=args.frames,
-        fps=args.fps,
-        max_pixels=args.max_pixels,
-        generation=GenerationSettings(
-            max_new_tokens=args.max_new_tokens,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            repetition_penalty=args.repetition_penalty,
-        ),
-        gemini_model=args.gemini_model,
-        adapter=args.adapter,
-    )
+    request = request_from(args, args.question)  # everything cheap is checked before media or a model
     # The Gemini key comes from GEMINI_API_KEY only: a key on the command line ends up in shell history.
     model_path = Path(args.model_path) if args.model_path else None
     stream = None
@@ -115,26 +103,22 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
                 sys.stderr.write(f"\r[round {number}] {len(text)} characters generated")
                 last.update({"round": number, "at": now})
 
-    if args.no_download:
-        backend = get_backend(args.model, settings, model_path)
-        backend.check(request)
-        result = _analyze_by_url(args, settings, backend, request, stream)
-    else:
-        # The same flow as the app: stored results are served unless --rerun.
-        run = run_analysis(
-            sys.stdin.buffer if args.source == "-" else args.source,
-            settings,
-            args.model,
-            request,
-            filename=args.filename,
-            model_path=model_path,
-            rerun=args.rerun,
-            on_stage=_stages(args.quiet or args.json),
-            on_text=stream,
-        )
-        result = run.result
-        if run.from_store and not args.quiet:
-            sys.stderr.write(f"note: served from the result stored at {run.stored_at} (--rerun asks again)\n")
+    # The same flow as the app: stored results are served unless --rerun.
+    run = run_analysis(
+        sys.stdin.buffer if args.source == "-" else args.source,
+        settings,
+        args.model,
+        request,
+        filename=args.filename,
+        model_path=model_path,
+        rerun=args.rerun,
+        gemini_reads_url=args.no_download,
+        on_stage=_stages(args.quiet or args.json),
+        on_text=stream,
+    )
+    result = run.result
+    if run.from_store and not args.quiet:
+        sys.stderr.write(f"note: served from the result stored at {run.stored_at} (--rerun asks again)\n")
     if stream:
         sys.stderr.write("\n")
     if args.json:
@@ -153,20 +137,6 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
             )
         print(result.answer)
     return EXIT_OK
-
-
-def _analyze_by_url(
-    args: argparse.Namespace, settings: Settings, backend: Backend, request: AnalysisRequest, stream: StreamFn | None
-) -> AnalysisResult:
-    """--no-download: a public YouTube URL handed to Gemini as is (no copy, so no provenance)."""
-    from core.models.gemini.backend import GeminiBackend
-    from core.models.gemini.video import is_youtube_url
-
-    if not isinstance(backend, GeminiBackend) or not is_youtube_url(args.source):
-        raise VChatError("--no-download works with --model gemini and a YouTube URL only.")
-    if not settings.gemini_allow_youtube_urls:
-        raise VChatError("Passing YouTube URLs to Gemini is turned off (VCHAT_GEMINI_ALLOW_YOUTUBE_URLS=0).")
-    return backend.analyze_youtube(args.source, request, stream)
 
 
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
@@ -214,11 +184,55 @@ def _parse_segments(text: str) -> list[tuple[float, float]]:
         try:
             start, end = (float(x) for x in part.split("-"))
         except ValueError:
-            raise VChatError(
+            raise InputError(
                 f"Bad segment '{part}'.", "Write segments as START-END seconds, e.g. 10-15,40-42."
             ) from None
+        if end <= start:
+            raise InputError(f"Segment '{part}' ends before it starts.", "Write START-END with START before END.")
         segments.append((start, end))
     return segments
+
+
+def _default(model: type[BaseModel], name: str) -> object:
+    return model.model_fields[name].default
+
+
+def add_model_options(sub: argparse.ArgumentParser) -> None:
+    """The model and request options every command that asks a model takes (defaults from the request)."""
+    sub.add_argument("--model", default="local", help=f"one of {', '.join(model_names())} (default local)")
+    sub.add_argument("--gemini-model", help="Gemini model name (default gemini-flash-latest); key: GEMINI_API_KEY")
+    sub.add_argument("--model-path", help="folder of a Qwen2.5-VL / VideoChat-R1.5 checkpoint")
+    sub.add_argument("--adapter", help="a LoRA adapter's name in the adapters folder (python -m finetune)")
+    rounds, frames = _default(AnalysisRequest, "rounds"), _default(AnalysisRequest, "frames")
+    sub.add_argument("--rounds", type=int, default=rounds, help=f"perception rounds, 1..5 (default {rounds})")
+    sub.add_argument("--frames", type=int, default=frames, help=f"frames per round, 1..256 (default {frames})")
+    sub.add_argument("--fps", type=float, help="sample at this rate (up to --frames) instead of a fixed count")
+    pixels = _default(AnalysisRequest, "max_pixels")
+    sub.add_argument("--max-pixels", type=int, default=pixels, help=f"pixel budget per frame (default {pixels})")
+    for name, help_text in (
+        ("max_new_tokens", "tokens generated per round"),
+        ("temperature", "0 = greedy"),
+        ("top_p", "nucleus sampling (with --temperature > 0)"),
+        ("repetition_penalty", "penalty on repeated tokens"),
+    ):
+        value = _default(GenerationSettings, name)
+        kind = int if isinstance(value, int) else float
+        sub.add_argument(f"--{name.replace('_', '-')}", type=kind, default=value, help=f"{help_text} (default {value})")
+
+
+def request_from(args: argparse.Namespace, question: str) -> AnalysisRequest:
+    """The request the model options describe (InputError on a bad value)."""
+    generation = {name: getattr(args, name) for name in GenerationSettings.model_fields}
+    return AnalysisRequest(
+        question=question,
+        rounds=args.rounds,
+        frames=args.frames,
+        fps=args.fps,
+        max_pixels=args.max_pixels,
+        generation=GenerationSettings(**generation),
+        gemini_model=args.gemini_model,
+        adapter=args.adapter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,28 +249,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     source_command("fetch", "fetch, check and sanitize a video; print the MediaAsset as JSON")
     frames = source_command("frames", "print the timestamps of sampled frames")
-    frames.add_argument("--n", type=int, default=16, help="number of frames (default 16)")
+    frames.add_argument("--n", type=int, default=16, help="frames of a 1-round analysis with this budget (default 16)")
     frames.add_argument("--fps", type=float, help="sample at this rate instead, up to --n frames")
-    frames.add_argument("--segments", help="R1.5 weighted sampling inside START-END[,START-END...] seconds")
+    frames.add_argument(
+        "--segments", help="the next round's frames after this glue: START-END[,START-END...] seconds (1.5x inside)"
+    )
     frames.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel budget per frame")
     frames.add_argument("--json", action="store_true", help="print JSON")
     analyze = source_command("analyze", "ask a question about a video")
     analyze.add_argument("--question", "-Q", required=True, help="what you want to know")
-    analyze.add_argument("--model", default="local", help="backend: local (default), gemini, linked")
-    analyze.add_argument("--gemini-model", help="Gemini model name (default gemini-flash-latest); key: GEMINI_API_KEY")
+    add_model_options(analyze)
     analyze.add_argument(
         "--no-download", action="store_true", help="with --model gemini: pass a public YouTube URL to Gemini as is"
     )
-    analyze.add_argument("--model-path", help="folder of a Qwen2.5-VL / VideoChat-R1.5 checkpoint")
-    analyze.add_argument("--adapter", help="a LoRA adapter's name in the adapters folder (python -m finetune)")
-    analyze.add_argument("--rounds", type=int, default=3, help="perception rounds, 1..5 (default 3)")
-    analyze.add_argument("--frames", type=int, default=32, help="frames per round, 1..256 (default 32)")
-    analyze.add_argument("--fps", type=float, help="sample at this rate (up to --frames) instead of a fixed count")
-    analyze.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixel budget per frame")
-    analyze.add_argument("--max-new-tokens", type=int, default=512, help="tokens generated per round")
-    analyze.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    analyze.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling (with --temperature > 0)")
-    analyze.add_argument("--repetition-penalty", type=float, default=1.05, help="default 1.05")
     analyze.add_argument("--json", action="store_true", help="print the full AnalysisResult as JSON")
     analyze.add_argument("--rerun", action="store_true", help="analyse again instead of serving a stored result")
 
@@ -285,14 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         settings = get_settings()
+        sweep_stale(settings.data_dir)  # what a killed vChat process left in the data dir
         return COMMANDS[args.command](args, settings)
     except VChatError as exc:
         sys.stderr.write(f"error: {exc.one_line()}\n")
         return exc.exit_code
     except ValidationError as exc:  # a setting out of range (pydantic's own bounds)
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        sys.stderr.write(f"error: {where}: {first['msg']}\n")
+        sys.stderr.write(f"error: {validation_message(exc)}\n")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     model_download: bool = False
     quantization: str = Field("none", pattern="^(none|8bit|4bit)$")
     max_visual_tokens: int = Field(16384, ge=64)
+    # How the glue's numbers are read: seconds of the video, as the authors' loop does ("video"), or
+    # times on the model's uniform time axis, mapped to the video ("model-axis").
+    glue_time: Literal["video", "model-axis"] = "video"
 
     # LoRA adapters trained with `python -m finetune`, one folder each.
     adapters_dir: Path = Path("lora_adapters")

@@ -7,6 +7,11 @@ internal error (exit code 1).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
@@ -50,3 +55,10 @@ class ProcessingError(VChatError):
     """Our own processing step failed (ffmpeg crashed, timed out): exit code 1."""
 
     exit_code = EXIT_INTERNAL
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> str:
+    """A pydantic ValidationError (a value out of a model's bounds) as one line: `where: what`."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "a value"
+    return f"{prefix}{where}: {first['msg']}"

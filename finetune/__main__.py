@@ -1,7 +1,8 @@
 """`python -m finetune --data FILE.jsonl [--output lora_adapters/NAME] ...`: train a LoRA adapter.
 
 Exit codes as for `python -m core`: 0 finished (or cancelled cleanly, with a checkpoint to
-resume from), 2 bad input (the dataset report, or one line saying what to fix), 1 internal error.
+resume from), 2 bad input (the dataset report, or one line saying what to fix), 1 internal error
+(or a trainer whose app was gone and that did not stop in time, see `finetune.trainer.ORPHAN_GRACE_S`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from core.config import get_settings
 from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, VChatError
+from core.media.scratch import sweep_stale
 from finetune.options import DEFAULT_ALPHA, DEFAULT_FRAMES, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_RANK, TrainOptions
 
 
@@ -60,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="faster, needs more memory",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        metavar="PID",
+        help="stop as on SIGTERM (checkpoint, state cancelled) when process PID is gone; the app passes its own",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="log to train.log only")
     return p
 
@@ -81,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecation notes, every step
     try:
         settings = get_settings()
+        sweep_stale(settings.data_dir)  # what a killed vChat process left in the data dir
         given = given_options(args)
         if args.resume:
             if "output" not in given:
@@ -93,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from finetune.trainer import DatasetInvalid, train
 
         try:
-            outcome = train(options, settings, given=given, quiet=args.quiet)
+            outcome = train(options, settings, given=given, quiet=args.quiet, parent_pid=args.parent_pid)
         except DatasetInvalid as exc:
             if args.quiet:  # otherwise the log has just listed every bad line on stderr
                 sys.stderr.write(exc.report.format() + "\n")
@@ -112,10 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: internal error: {type(exc).__name__}: {exc}\n")
         return EXIT_INTERNAL
     if outcome.state == "cancelled":
-        sys.stderr.write(
-            f"cancelled at step {outcome.step} of {outcome.total_steps}; resume with: "
-            f"python -m finetune --output {outcome.run_dir} --resume\n"
-        )
+        where = f"at step {outcome.step} of {outcome.total_steps}" if outcome.total_steps else "before training"
+        sys.stderr.write(f"cancelled {where}; resume with: python -m finetune --output {outcome.run_dir} --resume\n")
     else:
         sys.stderr.write(
             f"finished {outcome.step} steps; eval loss before {_fmt(outcome.eval_loss_before)}, "

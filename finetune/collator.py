@@ -1,6 +1,6 @@
 """One training example as model inputs: frames as at inference, labels on the answers only.
 
-Frames come from the inference sampler itself (`sample_round` of the perception loop on the
+Frames come from the inference sampler itself (`round_sample` of the perception loop on the
 shared `FrameSource` of the pipeline's sanitized mp4) with the run's frames / fps / pixels,
 and meet the processor through the backend's own `video_inputs`. The conversation is
 rendered by the model's chat template; every label is -100 except the tokens of each
@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from core.analysis.perception import sample_round
+from core.analysis.perception import round_sample
 from core.config import Settings
 from core.media.frames import FrameSample, frame_source
 from core.models.base import AnalysisRequest
-from core.models.local.backend import video_inputs
+from core.models.local.engine import video_inputs
 from finetune.dataset import Example, Turn
 from finetune.options import TrainOptions
 
@@ -36,7 +36,7 @@ def sampling_request(options: TrainOptions) -> AnalysisRequest:
 def sample_frames(sanitized: Path, options: TrainOptions, settings: Settings) -> FrameSample:
     """The frames the app would give the model for this video with these settings (round 1)."""
     source = frame_source(sanitized, settings.frame_cache_mb * 1024 * 1024)
-    return sample_round(source, sampling_request(options), [], None)
+    return round_sample(source, sampling_request(options), None)
 
 
 def conversation(turns: list[Turn]) -> list[dict[str, Any]]:

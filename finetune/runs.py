@@ -32,6 +32,7 @@ from finetune.run_files import (
     RUN_CONFIG,
     is_unused,
     now,
+    other_trainer,
     read_pid,
     read_progress,
     read_state,
@@ -99,10 +100,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def _spawn(run_dir: Path, argv: list[str], settings: Settings) -> subprocess.Popen[bytes]:
+    """`python -m finetune ARGV` in a session of its own, so a closed tab or the app's terminal stops
+    nothing; `--parent-pid` makes it stop (checkpoint, state cancelled) when this process is gone."""
     (run_dir / PID).unlink(missing_ok=True)  # a pid left by an earlier session is not this run's
     with open(run_dir / CONSOLE, "ab") as console:
         process = subprocess.Popen(
-            [sys.executable, "-m", "finetune", *argv, "--quiet"],
+            [sys.executable, "-m", "finetune", *argv, "--quiet", "--parent-pid", str(os.getpid())],
             cwd=str(ROOT),
             env=settings_env(settings),
             stdin=subprocess.DEVNULL,
@@ -124,6 +127,9 @@ def start_run(settings: Settings, options: TrainOptions, name: str | None = None
     if not ADAPTER_NAME.match(run_dir.name):
         raise InputError(f"'{run_dir.name}' cannot be an adapter name: use letters, digits, '.', '_' and '-'.")
     if not is_unused(run_dir):
+        busy = other_trainer(run_dir)
+        if busy is not None:
+            raise InputError(f"A trainer (process {busy}) is still running in {run_dir}; choose another name.")
         raise InputError(f"{run_dir} already exists; choose another name (runs are never overwritten).")
     run_dir.mkdir(parents=True, exist_ok=True)
     argv = options.model_copy(update={"output": run_dir, "resume": False}).to_argv()

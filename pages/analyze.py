@@ -4,6 +4,7 @@ import streamlit as st
 
 from core.config import get_settings
 from ui import analysis, sources, state
+from ui.feedback import show_caption, show_error
 from ui.result import render_run
 from ui.shell import inside_app
 
@@ -11,7 +12,7 @@ inside_app()
 
 settings = get_settings()
 st.title("Analyze a video")
-st.caption(f"Model: {state.selected_choice(settings).label} · settings in the sidebar")
+show_caption(f"Model: {state.selected_choice(settings).label} · settings in the sidebar")
 
 source = sources.source_input(settings)
 question = st.text_area("Question", key="question", placeholder="What happens after the car stops?", height=90)
@@ -22,7 +23,7 @@ if clicked or rerun:
     try:
         given = sources.require(source, question)
     except Exception as exc:
-        st.error(analysis.one_line_error(exc), icon=":material/error:")
+        show_error(exc)
     else:
         analysis.analyze(settings, given, question, rerun=rerun)
 

@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import http.server
 import os
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
-from core.config import Settings
+from core.config import Settings, get_settings
 from tests.gemini_fake import VALID_KEY, FakeGemini
 from tests.media_factory import make_clip, make_numbered_clip
+from tests.support import LocalServer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,6 +39,13 @@ FIXTURES = _find_fixtures()
 def fixtures_dir() -> Path:
     assert FIXTURES.is_dir(), f"shared media fixtures not found at {FIXTURES}"
     return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    """Settings are read from the environment once per process; a test that set it must not leak."""
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -94,96 +98,11 @@ def odd_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(root / "odd.mkv", duration=2, size="321x241", pix_fmt="yuv444p")
 
 
-# --- a local HTTP server ---------------------------------------------------------------------
-
-
-@dataclass
-class Route:
-    body: bytes = b""
-    status: int = 200
-    content_type: str = "video/mp4"
-    headers: dict[str, str] | None = None
-    send_length: bool = True
-    delay_s: float = 0.0
-
-
-class LocalServer:
-    def __init__(self) -> None:
-        self.routes: dict[str, Route | Callable[[], Route]] = {}
-        self.hits: list[str] = []
-        handler = self._handler_class()
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def serve_file(self, path: str, file: Path, content_type: str = "video/mp4") -> str:
-        self.routes[path] = Route(body=file.read_bytes(), content_type=content_type)
-        return self.url(path)
-
-    def redirect(self, path: str, location: str, status: int = 302) -> str:
-        self.routes[path] = Route(status=status, headers={"Location": location}, content_type="text/plain")
-        return self.url(path)
-
-    def _handler_class(self) -> type[http.server.BaseHTTPRequestHandler]:
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _respond(self, with_body: bool) -> None:
-                path = self.path.split("?")[0]
-                server.hits.append(path)
-                route = server.routes.get(path)
-                if callable(route):
-                    route = route()
-                if route is None:
-                    self.send_error(404)
-                    return
-                if route.delay_s:
-                    time.sleep(route.delay_s)
-                self.send_response(route.status)
-                self.send_header("Content-Type", route.content_type)
-                for key, value in (route.headers or {}).items():
-                    self.send_header(key, value)
-                if route.send_length:
-                    self.send_header("Content-Length", str(len(route.body)))
-                self.end_headers()
-                if with_body:
-                    try:
-                        for start in range(0, len(route.body), 64 * 1024):
-                            self.wfile.write(route.body[start : start + 64 * 1024])
-                    except (BrokenPipeError, ConnectionResetError):
-                        pass
-
-            def do_GET(self) -> None:
-                self._respond(True)
-
-            def do_HEAD(self) -> None:
-                self._respond(False)
-
-        return Handler
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def server() -> Iterator[LocalServer]:
     srv = LocalServer()
     yield srv
     srv.close()
-
-
-def files_under(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
 
 
 @pytest.fixture
@@ -221,3 +140,11 @@ def gemini_settings(settings: Settings) -> Settings:
             "gemini_timeout_s": 10,
         }
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random checkpoint of the local model's architecture, written once per session."""
+    from core.models.local.tiny import write_tiny_model
+
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-model"))

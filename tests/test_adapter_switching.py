@@ -7,16 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from core.analysis.flows import flow_for
 from core.config import Settings
 from core.errors import InputError
 from core.media.pipeline import MediaAsset, prepare_media
 from core.models.base import AnalysisRequest, GenerationSettings
 from core.models.local.adapters import find_adapters, get_adapter
-from core.models.local.backend import LocalBackend, generate_text
-from core.models.local.loading import get_local_model
+from core.models.local.engine import generate_text
+from core.models.local.host import HOST
+from core.models.local.loading import resolve_source
 from finetune.collator import sample_frames
 from finetune.options import TrainOptions
 from finetune.trainer import RunOutcome, train
+from tests.support import FlowDriver
 from tests.test_finetune import QUESTION, RUN_ARGS, ColourWorld, colour_world, trained_run
 
 GREEDY = GenerationSettings(max_new_tokens=10, repetition_penalty=1.0)
@@ -54,7 +57,7 @@ def ask(adapter: str | None) -> AnalysisRequest:
 def test_the_adapter_learned_the_colour_of_clips_it_never_saw(world: ColourWorld, trained: RunOutcome, assets):
     """Asked as in training (the bare question, the training sampling), the adapter names the colour
     of new clips; the base model names neither."""
-    loaded = get_local_model(world.settings, world.model)
+    loaded = HOST.load(world.settings, resolve_source(world.settings, world.model))
     options = TrainOptions(data=world.data, **RUN_ARGS)
     adapter = get_adapter(world.settings, "colour")
     for colour, asset in assets.items():
@@ -66,7 +69,7 @@ def test_the_adapter_learned_the_colour_of_clips_it_never_saw(world: ColourWorld
 
 
 def test_base_adapter_base_on_one_loaded_model(world: ColourWorld, trained: RunOutcome, second: str, assets):
-    backend = LocalBackend(world.settings, world.model)
+    backend = FlowDriver("local", world.settings, world.model)
     asset = assets["red"]
     base = backend.analyze(asset, ask(None))
     tuned = backend.analyze(asset, ask("colour"))
@@ -79,7 +82,7 @@ def test_base_adapter_base_on_one_loaded_model(world: ColourWorld, trained: RunO
     assert base_again.rounds[0].raw_output == base.rounds[0].raw_output, "nothing may be merged into the base"
     assert tuned_again.rounds[0].raw_output == tuned.rounds[0].raw_output
 
-    loaded = get_local_model(world.settings, world.model)
+    loaded = HOST.load(world.settings, resolve_source(world.settings, world.model))
     assert len(loaded.adapters) == 2, "both adapters sit on the one model"
     assert base.model.adapter is None and base.model.adapter_config_hash is None
     colour = get_adapter(world.settings, "colour")
@@ -95,7 +98,7 @@ def test_base_adapter_base_on_one_loaded_model(world: ColourWorld, trained: RunO
 def test_requests_for_base_and_adapter_at_once_each_get_their_own_model(
     world: ColourWorld, trained: RunOutcome, assets
 ):
-    backend = LocalBackend(world.settings, world.model)
+    backend = FlowDriver("local", world.settings, world.model)
     asset = assets["blue"]
     expected = {name: backend.analyze(asset, ask(name)).rounds[0].raw_output for name in (None, "colour")}
     results: list[tuple[str | None, str]] = []
@@ -119,16 +122,17 @@ def test_requests_for_base_and_adapter_at_once_each_get_their_own_model(
 
 
 def test_an_unknown_adapter_is_refused_before_any_work(world: ColourWorld, trained: RunOutcome, assets):
-    backend = LocalBackend(world.settings, world.model)
+    backend = FlowDriver("local", world.settings, world.model)
+    flow = flow_for("local", world.settings, world.model)
     with pytest.raises(InputError, match="No finished adapter called 'nope'") as caught:
-        backend.check(ask("nope"))
+        flow.check(ask("nope"))
     assert "colour" in str(caught.value)  # the message lists the adapters there are
     with pytest.raises(InputError, match="not an adapter name"):
-        backend.check(ask("../colour"))
+        flow.check(ask("../colour"))
     with pytest.raises(InputError, match="No finished adapter"):
         backend.analyze(assets["red"], ask("nope"))
-    backend.check(ask("colour"))
-    backend.check()
+    flow.check(ask("colour"))
+    flow.check(ask(None))
 
 
 def test_an_adapter_of_another_base_model_is_refused_and_changes_nothing(
@@ -146,7 +150,7 @@ def test_an_adapter_of_another_base_model_is_refused_and_changes_nothing(
     state = load_file(str(weights))
     save_file({k: (v[:, : v.shape[1] // 2] if "lora_A" in k else v).contiguous() for k, v in state.items()}, weights)
 
-    backend = LocalBackend(world.settings, world.model)
+    backend = FlowDriver("local", world.settings, world.model)
     base = backend.analyze(assets["red"], ask(None)).rounds[0].raw_output
     with pytest.raises(InputError, match="does not fit this model"):
         backend.analyze(assets["red"], ask("foreign"))

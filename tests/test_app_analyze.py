@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.analysis.runner import LOCAL_MODEL_QUEUE
 from core.config import get_settings
+from core.models.local.host import HOST
 from tests.gemini_fake import VALID_KEY
-from tests.test_app_home import AppPaths, all_text, app_env, new_app, shared_clip, shared_tiny_model
+from tests.support import AppPaths, all_text, app_env, new_app, shown
 from ui.text import escape_markdown
 
 pytestmark = pytest.mark.timeout(300)
@@ -28,14 +28,14 @@ def _fresh_settings():  # type: ignore[no-untyped-def]
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tiny_model(tmp_path_factory)
+@pytest.fixture
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
-@pytest.fixture(scope="module")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_clip(tmp_path_factory)
+@pytest.fixture
+def clip(clips: dict[str, Path]) -> Path:
+    return clips["h264"]
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_a_bad_url_is_one_line_not_a_traceback(paths: AppPaths, url: str, expect
     button(app, "Analyze").click().run()
     assert not app.exception
     [error] = app.error
-    assert expected in error.value and "\n" not in error.value and "Traceback" not in error.value
+    assert expected in shown(error.value) and "\n" not in error.value and "Traceback" not in error.value
     assert app.status[0].state == "error"
     assert not stored_results(paths)
 
@@ -193,17 +193,17 @@ def test_a_missing_page_on_the_server_is_one_line(paths: AppPaths, server):  # t
     button(app, "Analyze").click().run()
     assert not app.exception
     [error] = app.error
-    assert "404" in error.value or "not found" in error.value.lower()
+    assert "404" in error.value or "not found" in shown(error.value).lower()
     assert "\n" not in error.value
 
 
 def test_missing_inputs_are_named(paths: AppPaths):
     app = new_app().run()
     button(app, "Analyze").click().run()
-    assert app.error[0].value.startswith("No video given.")
+    assert shown(app.error[0].value).startswith("No video given.")
     app.text_input(key="source_url").input("https://example.org/clip.mp4")
     button(app, "Analyze").click().run()
-    assert app.error[0].value.startswith("The question is empty.")
+    assert shown(app.error[0].value).startswith("The question is empty.")
     assert not app.exception
 
 
@@ -211,7 +211,7 @@ def test_a_second_session_is_queued_while_the_model_is_busy(paths: AppPaths):
     holding, release = threading.Event(), threading.Event()
 
     def other_session() -> None:
-        with LOCAL_MODEL_QUEUE.turn():
+        with HOST.turn():
             holding.set()
             release.wait(30)
 
@@ -220,7 +220,7 @@ def test_a_second_session_is_queued_while_the_model_is_busy(paths: AppPaths):
     holding.wait(5)
 
     def release_once_queued() -> None:  # the analysis below must find the model busy, then get it
-        while LOCAL_MODEL_QUEUE.waiting < 1 and not release.is_set():
+        while HOST.waiting < 1 and not release.is_set():
             time.sleep(0.05)
         time.sleep(0.6)
         release.set()
@@ -233,7 +233,7 @@ def test_a_second_session_is_queued_while_the_model_is_busy(paths: AppPaths):
         holder.join()
     assert not app.exception and not app.error
     lines = "\n".join(m.value for m in app.status[0].markdown)
-    assert "**Queued**: queued\\: another analysis is using the local model" in lines
+    assert "**Queued**: another analysis is using the local model" in lines
     assert app.status[0].label.startswith("Answered in")
 
 
@@ -247,10 +247,11 @@ def test_model_text_and_video_titles_cannot_inject_markup(paths: AppPaths):
     button(app, "Analyze").click().run()
     assert app.status[0].label == "Served from the stored result"
     markdown = [m.value for m in app.markdown]
-    shown = (
-        '\\<img src\\=x onerror\\=\\"alert\\(1\\)\\"\\> \\!\\[pixel\\]\\(http\\:\\/\\/tracker\\.example\\/p\\.png\\)'
+    expected = (
+        '\\<img src\\=x onerror\\=\\"alert\\(1\\)\\"\\> '
+        "\\!\\[pixel\\]\\(http\u2060\\:\\/\\/tracker\\.example\\/p\\.png\\)"
     )
-    assert shown in markdown
+    assert expected in markdown
     assert "\\<script\\>alert\\(2\\)\\<\\/script\\> \\[click\\]\\(javascript\\:alert\\(3\\)\\)" in markdown
     assert not any("<img" in m.replace("\\<img", "") or "<script" in m.replace("\\<script", "") for m in markdown)
     assert not app.get("html")
@@ -286,7 +287,7 @@ def test_missing_weights_stop_before_any_download(monkeypatch, tmp_path, clip: P
     app = ask_about_media_file(new_app())
     assert not app.exception
     [error] = app.error
-    assert error.value.startswith("The model nobody/not-a-model is not on this machine. Put the weights in")
+    assert shown(error.value).startswith("The model nobody/not-a-model is not on this machine. Put the weights in")
     assert not (paths.data_dir / "media").exists()  # checked before the video was even read
 
 
@@ -311,3 +312,22 @@ def test_gemini_reads_a_youtube_url_itself_when_the_user_allows_it(monkeypatch, 
     assert json.loads(stored.read_text())["result"]["gemini"]["path_taken"] == "youtube"
     button(app, "Analyze").click().run()  # the same question again: from the store
     assert app.status[0].label == "Served from the stored result" and len(gemini.generate_requests()) == 1
+
+
+def test_a_round_cut_off_by_the_token_budget_says_so_beside_the_answer(paths: AppPaths):
+    """The tiny model never closes its tags within 4 tokens: each round is cut off, and the page says
+    how to fix it right under the answer; the sidebar's budget starts at the official 2048."""
+    app = new_app()
+    app.run()
+    assert app.sidebar.number_input(key="max_new_tokens").value == 2048
+    app.radio(key="source_kind").set_value("Media folder").run()
+    app.selectbox(key="source_file").select("clip.mp4")
+    app.text_area(key="question").input("What is shown?")
+    app.sidebar.number_input(key="frames").set_value(4)
+    app.sidebar.number_input(key="rounds").set_value(1)
+    app.sidebar.number_input(key="max_new_tokens").set_value(4)
+    app = button(app, "Analyze").click().run()
+    assert not app.exception and not app.error
+    warnings = [shown(w.value) for w in app.warning]
+    assert "Round 1 was cut off at 4 tokens before its answer was complete: raise Max new tokens." in warnings
+    assert any(e.label.endswith("(cut off)") for e in app.expander)

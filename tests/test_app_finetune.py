@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,9 +19,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import get_settings
-from core.models.local.loading import current_local_model, get_local_model, unload_local_model
+from core.models.local.host import HOST
 from finetune.runs import list_runs
-from tests.test_app_home import AppPaths, all_text, app_env, new_app
+from tests.support import AppPaths, all_text, app_env, new_app, shown_text
+from tests.support import shown as as_read
 from tests.test_finetune import BLUE, RED, make_colour_clip, scaled_head_model, text_line, write_jsonl
 from ui import finetune_view
 
@@ -95,7 +95,7 @@ def button(app: AppTest, label: str):  # type: ignore[no-untyped-def]
 def shown(app: AppTest, kind: str) -> list[str]:
     """The texts of one kind of element (success, warning, info...) as the reader sees them: the
     page escapes run names and paths for markdown, the reader sees no backslashes."""
-    return [re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(e.value)) for e in getattr(app, kind)]
+    return [as_read(str(e.value)) for e in getattr(app, kind)]
 
 
 def buttons(app: AppTest) -> list[str]:
@@ -157,10 +157,10 @@ def test_the_page_renders_with_no_runs_and_the_24gb_defaults(monkeypatch, tmp_pa
     app = finetune_page(new_app())
     assert not app.exception
     assert app.main.title[0].value == "Fine-tune"
-    text = all_text(app)
+    text = shown_text(app)
     assert "No .jsonl datasets in the data folder" in text
     assert "No runs yet in" in text and "None yet in" in text
-    assert any(w.value.startswith("No base model to train: The model nobody/not-a-model") for w in app.warning)
+    assert any(w.startswith("No base model to train: The model nobody/not-a-model") for w in shown(app, "warning"))
     assert button(app, "Start training").disabled
     values = {n.label: n.value for n in app.number_input}
     assert values["Epochs"] == 3.0 and values["Max steps (0 = by epochs)"] == 0
@@ -188,7 +188,7 @@ def test_a_dataset_with_bad_lines_shows_every_error_by_line(paths: AppPaths, cli
     assert not app.exception
     assert app.selectbox(key="ft_dataset").value.endswith("claims.jsonl")
     assert "claims.jsonl (media folder)" in app.selectbox(key="ft_dataset").options
-    warning = next(w.value for w in app.warning if "with errors" in w.value)
+    warning = next(w for w in shown(app, "warning") if "with errors" in w)
     assert warning.startswith("5 lines, 1 valid, 4 with errors, 3 videos checked.")
     errors = table(app, "problem")
     assert list(errors["line"]) == [2, 3, 4, 5]
@@ -206,23 +206,23 @@ def test_a_dataset_with_bad_lines_shows_every_error_by_line(paths: AppPaths, cli
 
     # Start refuses the file, and bad options, each in one line; nothing is started
     button(app, "Start training").click().run()
-    assert [e.value for e in app.error] == [
+    assert shown(app, "error") == [
         "The dataset has 4 lines with errors (listed above). Fix them, or tick 'Skip bad lines' to train "
         "on the 1 valid lines."
     ]
     app.checkbox(key="ft_skip_bad_lines").check()
     app.number_input(key="ft_lr").set_value(0.0).run()
     button(app, "Start training").click().run()
-    assert [e.value for e in app.error] == ["lr: Input should be greater than 0"]
+    assert shown(app, "error") == ["lr: Input should be greater than 0"]
     app.number_input(key="ft_lr").set_value(1e-3)
     app.text_input(key="ft_run_name").input("two words").run()
     button(app, "Start training").click().run()
-    assert [e.value for e in app.error] == ["'two words' cannot be a run name: use letters, digits, '.', '_' and '-'."]
+    assert shown(app, "error") == ["'two words' cannot be a run name: use letters, digits, '.', '_' and '-'."]
     (paths.adapters_dir / "taken").mkdir(parents=True)
     (paths.adapters_dir / "taken" / "notes.txt").write_text("mine")
     app.text_input(key="ft_run_name").input("taken").run()
     button(app, "Start training").click().run()
-    assert len(app.error) == 1 and app.error[0].value.startswith("A run called taken already exists")
+    assert len(app.error) == 1 and shown(app, "error")[0].startswith("A run called taken already exists")
     assert "\n" not in app.error[0].value and "Traceback" not in all_text(app)
     assert [p.name for p in (paths.adapters_dir / "taken").iterdir()] == ["notes.txt"]
     assert sorted(p.name for p in paths.adapters_dir.iterdir()) == ["taken"]
@@ -238,7 +238,7 @@ def test_an_upload_is_kept_without_overwriting_and_checked(paths: AppPaths, clip
     assert not app.exception and not app.error
     saved = paths.data_dir / "datasets" / "my_claims.jsonl"
     assert saved.read_bytes() == good
-    assert any(s.value.startswith("Ready to train: 1 lines, 1 valid, 0 with errors") for s in app.success)
+    assert any(s.startswith("Ready to train: 1 lines, 1 valid, 0 with errors") for s in shown(app, "success"))
     app.run()  # the same upload on the next rerun: the same file, no copy
     app.file_uploader(key="ft_upload").set_value(("my claims.jsonl", other, "application/jsonl")).run()
     assert saved.read_bytes() == good, "an existing dataset is never overwritten"
@@ -276,7 +276,7 @@ def test_with_the_model_held_and_a_gpu_start_waits_for_an_unload(
     """The GPU probe is told yes (on a CUDA machine it is anyway); the held model is the real tiny one."""
     monkeypatch.setattr(finetune_view, "_cuda_available", lambda: True)
     colour_dataset(paths.data_dir / "datasets", clips)
-    get_local_model(get_settings())
+    HOST.load(get_settings())
     try:
         app = finetune_page(new_app())
         assert any(w.startswith("The app holds the local model") for w in shown(app, "warning"))
@@ -286,12 +286,12 @@ def test_with_the_model_held_and_a_gpu_start_waits_for_an_unload(
         assert not button(app, "Start training").disabled
         app.checkbox(key="ft_beside_loaded_model").uncheck().run()
         button(app, "Unload the local model").click().run()
-        assert current_local_model() is None
+        assert HOST.loaded is None
         assert "The local model was unloaded: the GPU is free for training." in shown(app, "success")
         assert not any(w.startswith("The app holds") for w in shown(app, "warning"))
         assert not button(app, "Start training").disabled
     finally:
-        unload_local_model()
+        HOST.unload()
 
 
 # --- training from the page ------------------------------------------------------------------------------
@@ -302,7 +302,7 @@ def test_a_run_started_on_the_page_shows_progress_and_its_adapter_joins_the_mode
 ):
     colour_dataset(paths.data_dir / "datasets", clips)
     app = finetune_page(new_app())
-    assert any(s.value.startswith("Ready to train: 4 lines, 4 valid") for s in app.success)
+    assert any(s.startswith("Ready to train: 4 lines, 4 valid") for s in shown(app, "success"))
     set_options(app, "page-run")
     button(app, "Start training").click().run()
     assert not app.exception and not app.error, all_text(app)

@@ -9,10 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.config import get_settings
-from core.models.local.loading import unload_local_model
+from core.models.local.host import HOST
 from core.models.status import loaded_model_status
 from tests.gemini_fake import VALID_KEY
-from tests.test_app_home import all_text, app_env, new_app, shared_tiny_model
+from tests.support import app_env, new_app, shown, shown_text
 
 
 @pytest.fixture(autouse=True)
@@ -22,9 +22,9 @@ def _fresh_settings():  # type: ignore[no-untyped-def]
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tiny_model(tmp_path_factory)
+@pytest.fixture
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 def models_page(app: AppTest) -> AppTest:
@@ -37,17 +37,17 @@ def button(app: AppTest, label: str):  # type: ignore[no-untyped-def]
 
 
 def test_opening_the_page_loads_nothing_and_the_button_does(monkeypatch, tmp_path, tiny: Path):
-    unload_local_model()
+    HOST.unload()
     app_env(monkeypatch, tmp_path, model_path=tiny)
     app = models_page(new_app())
     assert not app.exception
     assert "No local model is loaded" in app.info[0].value
-    assert app.success[0].value == f"Found (path): {tiny}"
+    assert shown(app.success[0].value) == f"Found (path): {tiny}"
     assert loaded_model_status() is None
 
     button(app, "Load the local model").click().run()
     assert not app.exception and not app.error
-    assert app.success[-1].value.startswith(f"{tiny.name} is loaded on cpu (took ")
+    assert shown(app.success[-1].value).startswith(f"{tiny.name} is loaded on cpu (took ")
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["Model"] == tiny.name and metrics["Device"] == "cpu (float32)"
     assert float(metrics["Parameters"].split()[0].replace(",", "")) > 0
@@ -62,11 +62,11 @@ def test_opening_the_page_loads_nothing_and_the_button_does(monkeypatch, tmp_pat
 
 
 def test_missing_weights_say_how_to_pre_seed(monkeypatch, tmp_path):
-    unload_local_model()
+    HOST.unload()
     app_env(monkeypatch, tmp_path, VCHAT_MODEL_ID="nobody/not-a-model")
     app = models_page(new_app())
     assert not app.exception
-    assert "The model nobody/not-a-model is not on this machine." in app.warning[0].value
+    assert "The model nobody/not-a-model is not on this machine." in shown(app.warning[0].value)
     assert button(app, "Load the local model").disabled
     assert any("huggingface-cli download nobody/not-a-model" in c.value for c in app.code)
 
@@ -80,24 +80,25 @@ def test_gemini_reachability_with_the_key_from_the_address_bar(monkeypatch, tmp_
     assert not app.exception
     button(app, "Check Gemini").click().run()
     assert not app.error
-    assert app.success[-1].value.startswith(
+    assert shown(app.main.success[-1].value).startswith(
         "Gemini answers with this key: Fake gemini-flash-latest (gemini-flash-latest)."
     )
     assert [r["path"] for r in gemini.requests] == ["/v1beta/models/gemini-flash-latest"]
 
     app.sidebar.text_input(key="gemini_model_name").input("gemini-0-nonexistent").run()
     button(app, "Check Gemini").click().run()
-    assert app.error[-1].value.startswith("Gemini has no model 'gemini-0-nonexistent'")
+    assert shown(app.main.error[-1].value).startswith("Gemini has no model 'gemini-0-nonexistent'")
 
     app.sidebar.text_input(key="gemini_model_name").input("gemini-flash-latest")
-    app.sidebar.text_input(key="gemini_api_key").input("a-wrong-key").run()
+    app.sidebar.button(key="gemini_key_change").click().run()  # another key for this session
+    app.sidebar.text_input(key="gemini_api_key_input").input("a-wrong-key").run()
     button(app, "Check Gemini").click().run()
-    assert app.error[-1].value.startswith("Gemini refused the API key.")
-    assert VALID_KEY not in all_text(app) and "a-wrong-key" not in all_text(app)
+    assert shown(app.main.error[-1].value).startswith("Gemini refused the API key.")
+    assert VALID_KEY not in shown_text(app) and "a-wrong-key" not in shown_text(app)
 
 
 def test_gemini_check_needs_a_key(monkeypatch, tmp_path):
     app_env(monkeypatch, tmp_path)
     app = models_page(new_app())
-    assert "none: type a key in the sidebar" in all_text(app)  # no key typed, no GEMINI_API_KEY
+    assert "none: type a key in the sidebar" in shown_text(app)  # no key typed, no GEMINI_API_KEY
     assert button(app, "Check Gemini").disabled

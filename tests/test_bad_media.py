@@ -12,8 +12,8 @@ from core.config import Settings
 from core.errors import LimitExceeded, MediaError
 from core.media.ffmpeg import ffmpeg_binary
 from core.media.pipeline import prepare_media
-from tests.conftest import files_under
 from tests.media_factory import make_clip
+from tests.support import files_under
 
 
 def _bytes_of(kind: str, tmp_path: Path, clips, fixtures_dir: Path) -> bytes:

@@ -1,8 +1,11 @@
 """The main journey in real headless Chromium (Debian's `chromium`), against `streamlit run Home.py`.
 
-Open the app with a Gemini key in the URL, see the key leave the address bar, upload a clip,
-ask a question of the tiny model, see the answer and the timeline, download the result JSON,
-and keep a screenshot in test-output/browser/.
+Open the app with a Gemini key in the URL, see the key leave the address bar (and the page: the
+sidebar only says a key is set), upload a clip, ask a question of the tiny model, see the answer
+and the timeline, download the result JSON, and keep a screenshot in test-output/browser/.
+Then outside text: a server's reason phrase, a model name from the address bar and an upload's
+file name, each carrying markdown links and images to a local server that counts requests, are
+shown literally; no link or image comes of them and the server sees no request for them.
 
 `make test` installs chromium (as root, with apt-get) when it is missing; a missing browser
 fails the test (it is not a skip).
@@ -12,18 +15,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.test_app_home import ROOT, shared_clip, shared_tiny_model
+from tests.support import ROOT, LocalServer, answer_with_reason
 
 OUTPUT = ROOT / "test-output" / "browser"
 TIMEOUT_MS = 120_000
@@ -61,10 +66,10 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: floa
 
 
 @pytest.fixture
-def app_url(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def app_url(tmp_path: Path, tiny_model: Path) -> Iterator[str]:
     """`streamlit run Home.py` on a free port, with a temporary data dir and the tiny model."""
     chromium_path()
-    tiny = shared_tiny_model(tmp_path_factory)
+    tiny = tiny_model
     media = tmp_path / "videos"
     media.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VCHAT_") and "GEMINI" not in k}
@@ -74,6 +79,7 @@ def app_url(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         VCHAT_ADAPTERS_DIR=str(tmp_path / "adapters"),
         VCHAT_PRESEED_DIR=str(tmp_path / "no-preseed"),
         VCHAT_MODEL_PATH=str(tiny),
+        VCHAT_URL_ALLOWLIST="127.0.0.1",  # the outside-text test downloads from a local server
         PYTHONUNBUFFERED="1",
     )
     port = free_port()
@@ -97,10 +103,10 @@ def app_url(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         shutil.copyfile(log, OUTPUT / "streamlit.log")
 
 
-def test_analyse_an_uploaded_clip_in_chromium(app_url: str, tmp_path_factory: pytest.TempPathFactory):
+def test_analyse_an_uploaded_clip_in_chromium(app_url: str, clips: dict[str, Path]):
     from playwright.sync_api import expect, sync_playwright
 
-    clip = shared_clip(tmp_path_factory)
+    clip = clips["h264"]
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
@@ -132,9 +138,13 @@ def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-
 
     page.goto(f"{app_url}/?gemini_api_key=test-key")
     expect(page.get_by_role("heading", name="Analyze a video")).to_be_visible()
-    # the key leaves the address bar at once (and is held in the session's password field)
+    # the key leaves the address bar at once; the sidebar says a key is set, and shows it nowhere
     page.wait_for_function("() => !window.location.search.includes('gemini_api_key')", timeout=30_000)
     assert "test-key" not in page.url and "gemini_api_key" not in page.url
+    page.get_by_test_id("stSidebar").get_by_text("Gemini", exact=True).click()
+    expect(page.get_by_text("Gemini key set for this session")).to_be_visible()
+    expect(page.get_by_role("button", name="Change")).to_be_visible()
+    assert_key_nowhere(page, "test-key")
 
     # smaller settings, so the tiny model answers in a few seconds on a CPU
     set_number(page, "Frames per round", "8")
@@ -184,3 +194,94 @@ def set_number(page, label: str, value: str) -> None:  # type: ignore[no-untyped
     field.fill(value)
     field.press("Enter")
     page.wait_for_timeout(300)
+
+
+def assert_key_nowhere(page, key: str) -> None:  # type: ignore[no-untyped-def]
+    """No input holds the key as its value, and neither the page's text nor its HTML contains it."""
+    values = page.evaluate("() => [...document.querySelectorAll('input')].map(i => i.value)")
+    assert values and key not in values
+    assert key not in page.inner_text("body") and key not in page.content()
+
+
+def test_outside_text_is_shown_as_text_in_chromium(app_url: str, server: LocalServer):
+    """(a) a download error quoting the server's reason phrase, (b) a Gemini model name from the
+    address bar in the Models page's check, (c) an upload's file name in "not a video": each is
+    on the page literally, and none makes a link or an image (nor a request for one)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    base = server.url("")
+    reason = f"![pixel]({base}/pixel.png) [Fix: click here]({base}/phish)"
+    url = answer_with_reason(server, "/news.mp4", 418, reason)
+    model = f"![pixel]({base}/pixel2.png) [Fix: click here]({base}/phish2)"
+    # A file name keeps no slash, so links and images in it would point at the app's own host (a
+    # browser reads `http:\host` relative to the page): the check is that none is in the DOM.
+    host = base.removeprefix("http://")
+    upload = f"[click](http:\\{host}\\phish3)![i](http:\\{host}\\pixel3.png).mp4"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        page = browser.new_page(viewport={"width": 1440, "height": 1400})
+        page.set_default_timeout(60_000)
+        try:
+            # (b) the model name (and a key) from the address bar; the Models page checks it
+            query = urllib.parse.urlencode({"gemini_api_key": "test-key", "gemini_model_name": model})
+            page.goto(f"{app_url}/models?{query}")
+            expect(page.get_by_role("heading", name="Models", exact=True)).to_be_visible()
+            page.wait_for_function("() => !window.location.search.includes('gemini_')", timeout=30_000)
+            page.get_by_role("button", name="Check Gemini").click()
+            error = page.get_by_test_id("stAlert").filter(has_text="is not a Gemini model name")
+            assert f"'{model}' is not a Gemini model name." in text_of(error, expect)
+            assert f"Model: {model}" in text_of(page.locator("p").filter(has_text="Model:"), expect)
+            assert_no_link_or_image(page, server)
+            assert_key_nowhere(page, "test-key")
+
+            # (a) a download error quoting the server's reason phrase
+            page.goto(f"{app_url}/")
+            expect(page.get_by_role("heading", name="Analyze a video")).to_be_visible()
+            page.get_by_label("Video URL").fill(url)
+            page.get_by_label("Video URL").press("Enter")
+            page.get_by_label("Question").fill("What is shown?")
+            page.get_by_label("Question").press("Control+Enter")
+            page.get_by_role("button", name="Analyze").click()
+            error = page.get_by_test_id("stAlert").filter(has_text="HTTP Error 418")
+            assert f"HTTP Error 418: {reason}" in text_of(error, expect)
+            assert_no_link_or_image(page, server)
+
+            # (c) an upload named with markdown, that is no video
+            page.get_by_text("Upload", exact=True).click()
+            page.locator("input[type='file']").set_input_files(
+                {"name": upload, "mimeType": "video/mp4", "buffer": b"just some text, not a video\n" * 64}
+            )
+            expect(page.get_by_role("button", name=re.compile("^Remove "))).to_be_visible()  # uploaded
+            page.get_by_role("button", name="Analyze").click()
+            error = page.get_by_test_id("stAlert").filter(has_text="not a video")
+            assert f"'{upload}' is not a video" in text_of(error, expect)
+            assert_no_link_or_image(page, server)
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "outside-text.png"), full_page=True)
+        except BaseException:
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(OUTPUT / "outside-text-failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    assert not [hit for hit in server.hits if hit != "/news.mp4"], server.hits
+
+
+def text_of(locator, expect) -> str:  # type: ignore[no-untyped-def]
+    """The text the reader sees in the one element `locator` finds, once it is visible (without the
+    invisible word joiners that keep the browser from making links of URLs in it)."""
+    expect(locator).to_be_visible(timeout=30_000)
+    return locator.inner_text().replace("\u2060", "")
+
+
+def assert_no_link_or_image(page, server: LocalServer) -> None:  # type: ignore[no-untyped-def]
+    """No <a> and no <img> in the page points at the counting server or a payload's path, and the
+    server got no request but the download's."""
+    page.wait_for_timeout(500)  # an image, had one been made, would have been asked for by now
+    hrefs = page.evaluate("() => [...document.querySelectorAll('a[href]')].map(a => a.href)")
+    sources = page.evaluate("() => [...document.querySelectorAll('img, source')].map(i => i.src || i.srcset)")
+    marks = (f":{server.port}", "pixel", "phish")
+    assert not [h for h in hrefs if any(mark in h for mark in marks)], hrefs
+    assert not [s for s in sources if any(mark in s for mark in marks)], sources
+    assert not [hit for hit in server.hits if hit != "/news.mp4"], server.hits

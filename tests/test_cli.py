@@ -3,36 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import LocalServer
+from core.media.sampling import plan_frames
+from tests.support import LocalServer, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_cli(args: list[str], tmp_path: Path, stdin: bytes | None = None, **env: str) -> subprocess.CompletedProcess:
-    environment = {
-        **os.environ,
-        "VCHAT_DATA_DIR": str(tmp_path / "data"),
-        "VCHAT_MEDIA_DIR": str(tmp_path / "videos"),
-        "PYTHONPATH": str(ROOT),
-        **env,
-    }
-    (tmp_path / "videos").mkdir(exist_ok=True)
-    return subprocess.run(
-        [sys.executable, "-m", "core", *args],
-        input=stdin,
-        capture_output=True,
-        env=environment,
-        cwd=tmp_path,
-        timeout=120,
-    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -111,21 +91,28 @@ def test_usage_errors_exit_2(tmp_path: Path):
 
 
 def test_frames_prints_true_timestamps(tmp_path: Path, clips):
+    """`--n 6` shows the frames a 1-round analysis with a budget of 6 sees: the official uniform rule,
+    first and last frame included."""
     (tmp_path / "videos").mkdir()
     shutil.copyfile(clips["numbered"], tmp_path / "videos" / "n.mp4")
-    proc = run_cli(["frames", "n.mp4", "--n", "5", "-q"], tmp_path)
+    proc = run_cli(["frames", "n.mp4", "--n", "6", "-q"], tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     rows = [line.split() for line in proc.stdout.decode().splitlines()]
-    assert [float(r[0]) for r in rows] == [1.0, 3.0, 5.0, 7.0, 9.0]
-    assert [int(r[2]) for r in rows] == [25, 75, 125, 175, 225]
+    assert [int(r[2]) for r in rows] == [0, 50, 100, 149, 199, 249]
+    assert [float(r[0]) for r in rows] == [i / 25 for i in (0, 50, 100, 149, 199, 249)]
 
 
 def test_frames_json_with_segments(tmp_path: Path, clips):
+    """`--segments` shows the frames the next round sees after that glue."""
     (tmp_path / "videos").mkdir()
     shutil.copyfile(clips["numbered"], tmp_path / "videos" / "n.mp4")
     proc = run_cli(["frames", "n.mp4", "--n", "20", "--segments", "2-4", "--json", "-q"], tmp_path)
     assert proc.returncode == 0, proc.stderr.decode()
     out = json.loads(proc.stdout)
-    assert out["sampling"] == "weighted" and out["count"] == 20 and out["segments"] == [[2.0, 4.0]]
+    assert out["sampling"] == "weighted" and out["segments"] == [[2.0, 4.04]], "frames 50-100, as seconds"
+    assert out["indices"] == plan_frames(250, 25.0, frames=20, key_time=[(2.0, 4.0)]).indices
+    assert sum(50 <= i <= 100 for i in out["indices"]) > 20 * 51 / 250, "denser inside the segment"
+    proc = run_cli(["frames", "n.mp4", "--segments", "15-10"], tmp_path)
+    assert proc.returncode == 2 and "ends before it starts" in _one_line_error(proc)
     proc = run_cli(["frames", "n.mp4", "--segments", "two-four"], tmp_path)
     assert proc.returncode == 2 and "START-END" in _one_line_error(proc)

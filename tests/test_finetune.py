@@ -36,8 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "What colour is the video?"
 RED, BLUE = (220, 20, 20), (20, 20, 220)
 HEAD_SCALE = 25.0
-# The training run every test here shares: 30 steps of one example each on 4 frames of 28x56.
-RUN_ARGS = {"max_steps": 30, "frames": 4, "max_pixels": 56 * 56, "grad_accum": 1, "lr": 1e-2, "eval_split": 0.25}
+# The training run every test here shares: 60 steps of one example each on 4 frames of 28x56. Checked
+# over seeds 0-6: at lr 5e-3 for 60 steps each seed learns both colours; 30 steps at 1e-2 (the earlier
+# setting) learned them for seed 0 only, and which frames were sampled decided the coin toss.
+STEPS = 60
+RUN_ARGS = {"max_steps": STEPS, "frames": 4, "max_pixels": 56 * 56, "grad_accum": 1, "lr": 5e-3, "eval_split": 0.25}
 
 
 # --- generated data ------------------------------------------------------------------------------
@@ -138,7 +141,7 @@ def colour_world(factory: pytest.TempPathFactory) -> ColourWorld:
 
 
 def trained_run(factory: pytest.TempPathFactory) -> RunOutcome:
-    """The 30-step run on the colour dataset, trained once per session (in this process)."""
+    """The STEPS-step run on the colour dataset, trained once per session (in this process)."""
     if "run" not in _cache:
         world = colour_world(factory)
         _cache["run"] = train(world.options("colour"), world.settings, quiet=True)
@@ -347,12 +350,12 @@ def test_lora_is_on_the_language_model_projections_only(world: ColourWorld, trai
 # --- a training run -------------------------------------------------------------------------------
 
 
-def test_a_30_step_run_learns_and_writes_its_folder(world: ColourWorld, trained: RunOutcome):
+def test_a_short_run_learns_and_writes_its_folder(world: ColourWorld, trained: RunOutcome):
     run_dir = trained.run_dir
-    assert trained.state == "finished" and trained.step == 30
+    assert trained.state == "finished" and trained.step == STEPS
     rows = read_progress(run_dir)
     train_rows = [r for r in rows if r["kind"] == "train"]
-    assert [r["step"] for r in train_rows] == list(range(1, 31))
+    assert [r["step"] for r in train_rows] == list(range(1, STEPS + 1))
     for row in train_rows:
         assert set(row) >= {"step", "epoch", "loss", "eval_loss", "lr", "seconds", "eta_s"}
     losses = [r["loss"] for r in train_rows]
@@ -360,15 +363,15 @@ def test_a_30_step_run_learns_and_writes_its_folder(world: ColourWorld, trained:
     assert last < 0.5 * first, f"training loss did not come down: first 5 {first:.3f}, last 5 {last:.3f}"
     seconds = train_rows[-1]["seconds"] - train_rows[0]["seconds"]
     print(
-        f"\ntraining loss, mean of steps 1-5: {first:.3f}, of steps 26-30: {last:.3f}; "
+        f"\ntraining loss, mean of steps 1-5: {first:.3f}, of the last 5: {last:.3f}; "
         f"eval loss before {trained.eval_loss_before:.3f}, after {trained.eval_loss_after:.3f}; "
-        f"{29 / seconds:.1f} steps/s on {torch.get_num_threads()} CPU threads"
+        f"{(STEPS - 1) / seconds:.1f} steps/s on {torch.get_num_threads()} CPU threads"
     )
-    assert train_rows[-1]["eta_s"] == 0 and train_rows[-1]["epoch"] == pytest.approx(30 / 7, abs=1e-3)
+    assert train_rows[-1]["eta_s"] == 0 and train_rows[-1]["epoch"] == pytest.approx(STEPS / 7, abs=1e-3)
 
     # before/after eval loss on the held-out split
     evals = [r for r in rows if r["kind"] == "eval"]
-    assert [r["step"] for r in evals] == [0, 30]
+    assert [r["step"] for r in evals] == [0, STEPS]
     assert trained.eval_loss_before == evals[0]["eval_loss"] and trained.eval_loss_after == evals[1]["eval_loss"]
     assert trained.eval_loss_after < 0.5 * trained.eval_loss_before
 
@@ -376,7 +379,7 @@ def test_a_30_step_run_learns_and_writes_its_folder(world: ColourWorld, trained:
     assert config["sampling"]["frames"] == 4 and config["sampling"]["max_pixels"] == 56 * 56
     assert config["data"]["skipped_lines"] == [world.bad_line]
     assert len(config["data"]["eval_lines"]) == 2 and len(config["data"]["train_lines"]) == 7
-    assert config["options"]["lr"] == 1e-2 and config["lora"]["target_modules"] == LORA_TARGET
+    assert config["options"]["lr"] == RUN_ARGS["lr"] and config["lora"]["target_modules"] == LORA_TARGET
     state = run_state(run_dir)
     assert state.state == "finished" and state.adapter_ready and not state.resumable
     assert state.eval_loss_after == trained.eval_loss_after
@@ -410,9 +413,9 @@ def test_cancel_leaves_a_checkpoint_and_resume_ends_where_an_uninterrupted_run_d
     wait_for(lambda: not run_state(run_dir).active, 60, "the trainer to stop")
     state = run_state(run_dir)
     assert state.state == "cancelled", (state, (run_dir / "console.log").read_text())
-    assert 2 <= state.step < 30 and state.resumable and not state.adapter_ready
+    assert 2 <= state.step < STEPS and state.resumable and not state.adapter_ready
     stopped_at = state.step
-    print(f"\ncancelled at step {stopped_at} of 30")
+    print(f"\ncancelled at step {stopped_at} of {STEPS}")
     assert [r["step"] for r in read_progress(run_dir) if r["kind"] == "train"] == list(range(1, stopped_at + 1))
     assert not cancel_run(run_dir), "nothing is running any more"
 
@@ -429,8 +432,8 @@ def test_cancel_leaves_a_checkpoint_and_resume_ends_where_an_uninterrupted_run_d
     state = run_state(run_dir)
     assert state.state == "finished", (state, (run_dir / "console.log").read_text())
     steps = [r["step"] for r in read_progress(run_dir) if r["kind"] == "train"]
-    assert steps == list(range(1, 31)), "the resumed run continues the steps, it does not restart them"
-    assert f"resumed from step-{stopped_at:06d}: step {stopped_at} of 30" in (run_dir / "train.log").read_text()
+    assert steps == list(range(1, STEPS + 1)), "the resumed run continues the steps, it does not restart them"
+    assert f"resumed from step-{stopped_at:06d}: step {stopped_at} of {STEPS}" in (run_dir / "train.log").read_text()
     resumed = load_file(str(run_dir / "final_checkpoint" / "adapter_model.safetensors"))
     straight = load_file(str(trained.run_dir / "final_checkpoint" / "adapter_model.safetensors"))
     assert resumed.keys() == straight.keys()

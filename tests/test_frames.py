@@ -1,4 +1,4 @@
-"""Frames carry their true timestamps; weighted sampling; decode once."""
+"""Frames carry their true timestamps; exactly the planned frames are decoded, each once."""
 
 from __future__ import annotations
 
@@ -9,15 +9,9 @@ import pytest
 
 from core.config import Settings
 from core.errors import InputError
-from core.media.frames import (
-    FrameSource,
-    expected_share_inside,
-    frame_source,
-    smart_resize,
-    uniform_times,
-    weighted_times,
-)
+from core.media.frames import FrameSource, frame_source, smart_resize
 from core.media.pipeline import prepare_media
+from core.media.sampling import uniform_indices
 from tests.media_factory import read_frame_number
 
 FPS = 25
@@ -39,15 +33,13 @@ def _check_true_time(sample) -> None:
 
 def test_uniform_sample_frames_show_the_frames_their_timestamps_name(numbered: FrameSource):
     sample = numbered.sample_uniform(10)
-    assert len(sample.indices) == 10
+    assert sample.indices == uniform_indices(250, 10) and sample.indices[0] == 0 and sample.indices[-1] == 249
     _check_true_time(sample)
-    expected = [round(t * FPS - 1e-9) for t in uniform_times(10, 10.0)]
-    assert all(abs(i - e) <= 1 for i, e in zip(sample.indices, expected, strict=True))
     assert sample.total_frames == 250 and sample.video_fps == pytest.approx(FPS)
     assert sample.duration_s == pytest.approx(10.0)
 
 
-@pytest.mark.parametrize("n", [3, 40, 249])
+@pytest.mark.parametrize("n", [4, 40, 248])
 def test_seek_and_sequential_plans_give_the_same_true_frames(settings: Settings, clips, n):
     shutil.copyfile(clips["numbered"], settings.media_dir / "numbered.mp4")
     source = FrameSource(Path(prepare_media("numbered.mp4", settings).sanitized.path))
@@ -59,34 +51,10 @@ def test_seek_and_sequential_plans_give_the_same_true_frames(settings: Settings,
 
 
 def test_both_plans_are_exercised(numbered: FrameSource):
-    few = numbered.plan_costs(numbered._pick_indices(uniform_times(3, 10.0)))
-    many = numbered.plan_costs(numbered._pick_indices(uniform_times(200, 10.0)))
-    assert few[1] < few[0], "3 frames from 250: seeking costs less"
+    few = numbered.plan_costs(uniform_indices(250, 4))
+    many = numbered.plan_costs(uniform_indices(250, 200))
+    assert few[1] < few[0], "4 frames from 250: seeking costs less"
     assert many[0] < many[1], "200 frames from 250: one sequential pass costs less"
-
-
-def test_weighted_sampling_puts_the_expected_share_inside_the_segments(numbered: FrameSource):
-    segments = [(2.0, 4.0), (7.0, 8.0)]
-    sample = numbered.sample_weighted(40, segments)
-    _check_true_time(sample)
-    inside = sum(any(s <= t <= e for s, e in segments) for t in sample.timestamps)
-    share = expected_share_inside(10.0, segments)
-    assert share == pytest.approx(1.5 * 3 / (1.5 * 3 + 7))
-    assert inside / 40 == pytest.approx(share, abs=1 / 40 + 1e-9)
-    assert sample.sampling == "weighted" and sample.segments == segments
-
-
-def test_weighted_density_is_one_and_a_half_times_inside():
-    times = weighted_times(1000, 100.0, [(20.0, 40.0)])
-    inside = sum(20 <= t <= 40 for t in times) / 20
-    outside = sum(not 20 <= t <= 40 for t in times) / 80
-    assert inside / outside == pytest.approx(1.5, rel=0.02)
-
-
-def test_bad_segments_are_clipped_merged_or_ignored():
-    assert weighted_times(4, 10.0, [(8.0, 3.0)]) == uniform_times(4, 10.0)
-    times = weighted_times(100, 10.0, [(-5.0, 2.0), (1.0, 3.0), (9.0, 50.0)])
-    assert all(0 <= t <= 10 for t in times)
 
 
 def test_the_same_request_twice_decodes_once(numbered: FrameSource):
@@ -101,9 +69,12 @@ def test_the_same_request_twice_decodes_once(numbered: FrameSource):
 
 def test_a_later_round_decodes_only_frames_not_seen_before(numbered: FrameSource):
     first = numbered.sample_uniform(16)
-    second = numbered.sample_weighted(16, [(2.0, 5.0)])
+    second = numbered.sample(numbered.plan(frames=16, key_time=[(2.0, 5.0)]))
     new = set(second.indices) - set(first.indices)
+    assert second.sampling == "weighted" and new
     assert second.new_frames == len(new)
+    assert max(numbered.decode_counts.values()) == 1, "no frame came out of the decoder twice"
+    _check_true_time(second)
 
 
 def test_the_shared_source_keeps_frames_across_callers(settings: Settings, clips):
@@ -131,15 +102,16 @@ def test_smart_resize(h, w):
         assert nw / nh == pytest.approx(w / h, rel=0.25)
 
 
-def test_fps_sampling_respects_min_and_max(numbered: FrameSource):
-    assert len(numbered.sample_fps(2.0).indices) == 20
-    assert len(numbered.sample_fps(0.1, min_frames=4).indices) == 4
-    assert len(numbered.sample_fps(10.0, max_frames=32).indices) == 32
+def test_fps_sampling_follows_the_official_count(numbered: FrameSource):
+    assert len(numbered.sample(numbered.plan(frames=256, fps=2.0)).indices) == 20
+    assert len(numbered.sample(numbered.plan(frames=256, fps=0.1)).indices) == 4, "at least 4 frames"
+    assert len(numbered.sample(numbered.plan(frames=32, fps=10.0)).indices) == 32, "at most the frame budget"
 
 
-def test_asking_for_more_frames_than_the_video_has_returns_each_once(numbered: FrameSource):
+def test_asking_for_more_frames_than_the_video_has_gives_each_once_and_says_so(numbered: FrameSource):
     sample = numbered.sample_uniform(400)
     assert sample.indices == list(range(250))
+    assert any("the video has 250" in note for note in sample.notes)
 
 
 def test_bad_counts_are_refused(numbered: FrameSource):
@@ -150,17 +122,18 @@ def test_bad_counts_are_refused(numbered: FrameSource):
 def test_video_metadata_for_the_processor(numbered: FrameSource):
     sample = numbered.sample_uniform(8)
     meta = sample.video_metadata()
-    assert meta["fps"] == pytest.approx(FPS) and meta["total_num_frames"] == 250
-    assert meta["frames_indices"] == sample.indices
-    assert sample.sampled_fps == pytest.approx(0.8)
+    assert meta["total_num_frames"] == 250 and meta["frames_indices"] == sample.indices
+    assert sample.sampled_fps == pytest.approx(8 / 250 * FPS), "the official n / T * video fps"
+    processor_rate = len(meta["frames_indices"]) / meta["total_num_frames"] * meta["fps"]
+    assert processor_rate == pytest.approx(sample.sampled_fps)
 
 
 def test_seeking_decodes_on_within_a_keyframe_span_instead_of_seeking_again(numbered: FrameSource):
     wanted = [60, 70, 80, 160, 170]  # keyframes every 50 frames: two spans, one seek each
     sequential, seek = numbered.plan_costs(wanted)
     assert seek < sequential
-    decoded = numbered.prefetch(wanted)
-    assert decoded <= (80 - 50 + 1) + (170 - 150 + 1)
-    sample = numbered.sample_uniform(5, pool=wanted)
-    assert sample.indices == wanted and sample.decoded_frames == 0
+    sample = numbered.sample_indices(wanted)
+    assert sample.decoded_frames <= (80 - 50 + 1) + (170 - 150 + 1)
+    assert sample.indices == wanted
     _check_true_time(sample)
+    assert numbered.sample_indices(wanted).decoded_frames == 0

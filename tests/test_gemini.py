@@ -10,13 +10,12 @@ import shutil
 import pytest
 
 from core.analysis.digest import get_digest
+from core.analysis.flows import flow_for
 from core.config import Settings
 from core.errors import InputError
 from core.media.pipeline import MediaAsset, prepare_media
 from core.models.base import AnalysisRequest
-from core.models.gemini.backend import GeminiBackend
 from core.models.gemini.client import GeminiClient, GeminiError, GeminiInputError
-from core.models.registry import get_backend
 from tests.gemini_fake import (
     VALID_KEY,
     FakeGemini,
@@ -28,7 +27,7 @@ from tests.gemini_fake import (
     rate_limited,
     text_reply,
 )
-from tests.test_cli import run_cli
+from tests.support import FlowDriver, run_cli
 
 QUESTION = AnalysisRequest(question="What is shown?")
 PARTIAL = '{"reasoning": "The vid'  # an answer cut off by a safety stop
@@ -40,8 +39,8 @@ def asset(gemini_settings: Settings, clips) -> MediaAsset:
     return prepare_media("clip.mp4", gemini_settings)
 
 
-def _backend(settings: Settings, **changes: object) -> GeminiBackend:
-    return GeminiBackend(settings.model_copy(update=changes))
+def _backend(settings: Settings, **changes: object) -> FlowDriver:
+    return FlowDriver("gemini", settings.model_copy(update=changes))
 
 
 def _video_parts(fake: FakeGemini) -> list[dict]:
@@ -127,7 +126,7 @@ def test_server_errors_stop_at_the_retry_budget(gemini, gemini_settings, asset):
 def test_a_bad_key_is_a_clear_input_error_without_the_key(gemini, gemini_settings, asset):
     wrong = "AIzaWRONGwrongWRONGwrongWRONGwrong12345"
     with pytest.raises(GeminiInputError) as caught:
-        GeminiBackend(gemini_settings, api_key=wrong).analyze(asset, QUESTION)
+        FlowDriver("gemini", gemini_settings, api_key=wrong).analyze(asset, QUESTION)
     assert caught.value.one_line().startswith("Gemini refused the API key.")
     assert caught.value.exit_code == 2 and wrong not in str(caught.value)
     assert len(gemini.generate_requests()) == 1  # a 400 is not retried
@@ -144,7 +143,7 @@ def test_ping_checks_key_and_model_without_generating(gemini, gemini_settings):
 
 def test_no_key_at_all_is_refused_before_any_request(gemini, settings, asset):
     with pytest.raises(GeminiInputError, match="No Gemini API key"):
-        get_backend("gemini", settings).check()
+        flow_for("gemini", settings).check(QUESTION)
     assert not gemini.requests
 
 

@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from core.analysis.linked import compare_answers
+from core.analysis.spans import shared_seconds, short_answer
 from core.config import Settings
 from core.media.pipeline import MediaAsset, prepare_media
 from core.models.base import AnalysisRequest, GeminiUsage, Segment
-from core.models.gemini.client import GeminiClient
-from core.models.linked import LinkedBackend, compare_answers, shared_seconds, short_answer
-from core.models.local.tiny import write_tiny_model
+from core.models.gemini.engine import GeminiEngine
 from tests.gemini_fake import VALID_KEY, text_reply
-from tests.test_cli import run_cli
+from tests.support import FlowDriver, run_cli
 
 REQUEST = AnalysisRequest(question="What is shown?", rounds=2, frames=4, max_pixels=112 * 112)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("tiny-linked"))
+@pytest.fixture
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def asset(gemini_settings: Settings, clips) -> MediaAsset:
 
 
 def test_linked_gives_both_answers_the_digest_as_context_and_a_verdict(gemini, gemini_settings, asset, tiny):
-    result = LinkedBackend(gemini_settings, tiny).analyze(asset, REQUEST)
+    result = FlowDriver("linked", gemini_settings, tiny).analyze(asset, REQUEST)
     assert result.model.backend == "linked" and result.model.name.endswith("+ gemini-flash-latest")
     # the local loop ran both rounds with the digest in its prompt
     assert len(result.rounds) == 2
@@ -47,7 +47,7 @@ def test_linked_gives_both_answers_the_digest_as_context_and_a_verdict(gemini, g
     assert [r["path"].endswith(":generateContent") for r in gemini.generate_requests()] == [True] * 3
     assert [call.what for call in result.gemini.calls] == ["for the digest", "to the question", "judging agreement"]
     # a second question on the same video reuses the stored digest
-    again = LinkedBackend(gemini_settings, tiny).analyze(asset, REQUEST.model_copy(update={"question": "Who?"}))
+    again = FlowDriver("linked", gemini_settings, tiny).analyze(asset, REQUEST.model_copy(update={"question": "Who?"}))
     assert len(gemini.generate_requests()) == 5 and "Digest by gemini-flash-latest (from the cache)" in again.notes
 
 
@@ -69,7 +69,8 @@ def test_the_gemini_half_runs_before_the_local_models_turn(gemini, gemini_settin
 )
 def test_short_answers_are_compared_without_asking_gemini(gemini, gemini_settings, local, remote, verdict):
     usage = GeminiUsage(model="gemini-flash-latest")
-    found = compare_answers(GeminiClient(gemini_settings), "Q?", local, remote, usage)
+    engine = GeminiEngine(gemini_settings)
+    found = compare_answers(engine, engine.client(), "Q?", local, remote, usage)
     assert found[:2] == (verdict, "short answers compared exactly")
     assert not gemini.requests and not usage.calls
 
@@ -77,9 +78,8 @@ def test_short_answers_are_compared_without_asking_gemini(gemini, gemini_setting
 def test_a_failed_judge_call_leaves_agreement_unclear(gemini, gemini_settings):
     gemini.script(text_reply("no json here"))
     usage = GeminiUsage(model="gemini-flash-latest")
-    agreement, method, explanation = compare_answers(
-        GeminiClient(gemini_settings), "Q?", "a red ball", "a blue cube", usage
-    )
+    engine = GeminiEngine(gemini_settings)
+    agreement, method, explanation = compare_answers(engine, engine.client(), "Q?", "a red ball", "a blue cube", usage)
     assert (agreement, method) == ("unclear", "Gemini as judge (failed)") and "not valid JSON" in explanation
 
 

@@ -14,7 +14,7 @@ from core.errors import InputError, LimitExceeded
 from core.media.fetch import resolve_local_path
 from core.media.pipeline import prepare_media
 from core.media.storage import sha256_file
-from tests.conftest import files_under
+from tests.support import files_under
 
 
 def test_relative_and_absolute_paths_inside_the_media_dir(settings: Settings, clips):

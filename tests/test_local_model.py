@@ -1,4 +1,5 @@
-"""The local backend through the real loading code, on a tiny random Qwen2.5-VL checkpoint."""
+"""The local engine and the perception flow through the real loading code, on a tiny random
+Qwen2.5-VL checkpoint."""
 
 from __future__ import annotations
 
@@ -13,17 +14,12 @@ from core.config import Settings
 from core.errors import InputError
 from core.media.pipeline import MediaAsset, prepare_media
 from core.models.base import AnalysisRequest, GenerationSettings
-from core.models.local.backend import LocalBackend, clip_to_budget, visual_tokens
-from core.models.local.loading import ModelMissing, get_local_model, resolve_source
-from core.models.local.tiny import write_tiny_model
-from tests.test_cli import run_cli
+from core.models.local.engine import clip_to_budget, visual_tokens
+from core.models.local.host import HOST
+from core.models.local.loading import ModelMissing, resolve_source
+from tests.support import ask, run_cli
 
 SHORT = GenerationSettings(max_new_tokens=24)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture
@@ -33,9 +29,8 @@ def asset(settings: Settings, clips) -> MediaAsset:
 
 
 def test_three_round_analysis_with_the_tiny_model(settings: Settings, tiny_model: Path, asset: MediaAsset):
-    backend = LocalBackend(settings, tiny_model)
     request = AnalysisRequest(question="What number is shown?", rounds=3, frames=8, generation=SHORT)
-    result = backend.analyze(asset, request)
+    result = ask("local", settings, asset, request, tiny_model)
     assert [r.round for r in result.rounds] == [1, 2, 3]
     assert result.model.backend == "local" and result.model.device == "cpu" and result.model.dtype == "float32"
     assert result.model.load_seconds is not None and result.model.source.startswith("path:")
@@ -51,23 +46,22 @@ def test_three_round_analysis_with_the_tiny_model(settings: Settings, tiny_model
 
 
 def test_the_video_is_decoded_once_for_three_rounds(settings: Settings, tiny_model: Path, asset: MediaAsset):
-    result = LocalBackend(settings, tiny_model).analyze(
-        asset, AnalysisRequest(question="Q?", frames=8, generation=SHORT)
-    )
+    result = ask("local", settings, asset, AnalysisRequest(question="Q?", frames=8, generation=SHORT), tiny_model)
     assert result.rounds[0].decoded_frames > 0
     assert [r.decoded_frames for r in result.rounds[1:]] == [0, 0]
 
 
 def test_the_model_is_loaded_once_per_process(settings: Settings, tiny_model: Path):
-    assert get_local_model(settings, tiny_model) is get_local_model(settings, tiny_model)
+    source = resolve_source(settings, tiny_model)
+    with HOST.turn():
+        assert HOST.model(settings, source) is HOST.model(settings, source)
 
 
 def test_streamed_text_ends_as_the_final_answer(settings: Settings, tiny_model: Path, asset: MediaAsset):
-    backend = LocalBackend(settings, tiny_model)
     request = AnalysisRequest(question="Describe it.", rounds=1, frames=8, generation=SHORT)
     partials: list[tuple[int, str]] = []
-    streamed = backend.analyze(asset, request, on_text=lambda n, text: partials.append((n, text)))
-    plain = backend.analyze(asset, request)
+    streamed = ask("local", settings, asset, request, tiny_model, on_text=lambda n, text: partials.append((n, text)))
+    plain = ask("local", settings, asset, request, tiny_model)
     assert streamed.rounds[0].raw_output == plain.rounds[0].raw_output
     assert partials and partials[-1][1] == streamed.rounds[0].raw_output
 
@@ -83,29 +77,27 @@ def test_a_stopped_stream_stops_generation_before_the_model_is_free(
     def stop_at_once(number: int, text: str) -> None:
         raise ScriptStopped
 
-    backend = LocalBackend(settings, tiny_model)
     long = AnalysisRequest(
         question="Describe it.", rounds=1, frames=8, generation=GenerationSettings(max_new_tokens=4000)
     )
     threads_before = threading.active_count()
     with pytest.raises(ScriptStopped):
-        backend.analyze(asset, long, on_text=stop_at_once)
+        ask("local", settings, asset, long, tiny_model, on_text=stop_at_once)
     assert threading.active_count() == threads_before  # the generate worker has ended
-    assert not get_local_model(settings, tiny_model).lock.locked()
+    assert not HOST.busy and not HOST.loaded.lock.locked()
     request = AnalysisRequest(question="Describe it.", rounds=1, frames=8, generation=SHORT)
-    assert backend.analyze(asset, request).rounds[0].tokens_out > 0
+    assert ask("local", settings, asset, request, tiny_model).rounds[0].tokens_out > 0
 
 
 def test_two_threads_at_once_both_get_correct_results(settings: Settings, tiny_model: Path, asset: MediaAsset):
-    backend = LocalBackend(settings, tiny_model)
     request = AnalysisRequest(question="Who?", rounds=2, frames=8, generation=SHORT)
-    expected = backend.analyze(asset, request)
+    expected = ask("local", settings, asset, request, tiny_model)
     results: list = []
     errors: list = []
 
     def work() -> None:
         try:
-            results.append(backend.analyze(asset, request))
+            results.append(ask("local", settings, asset, request, tiny_model))
         except Exception as exc:  # reported below
             errors.append(exc)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from core.analysis.perception import (
-    Generation,
     model_time_to_video,
     parse_glue,
     parse_output,
@@ -24,6 +23,7 @@ from core.errors import InputError
 from core.media.frames import FrameSource
 from core.media.pipeline import prepare_media
 from core.models.base import AnalysisRequest
+from core.models.engine import Generation
 
 
 @pytest.fixture
@@ -44,24 +44,26 @@ def test_glue_single_pair_and_json_style():
 
 
 def test_glue_drops_inverted_out_of_range_and_malformed_with_reasons():
-    segments, dropped, _ = parse_glue("[(5, 3), (12, 15), (-1, 2), ('a', 'b'), (1, 2, 3), (2, 4)]", 10.0)
-    assert [(s.start_s, s.end_s) for s in segments] == [(2.0, 4.0)]
+    segments, dropped, notes = parse_glue("[(5, 3), (12, 15), (-1, 2), ('a', 'b'), (1, 2, 3), (2, 4)]", 10.0)
+    assert [(s.start_s, s.end_s) for s in segments] == [(0.0, 2.0), (2.0, 4.0)], "a negative start is clipped to 0"
+    assert any("starts before 0 s" in note for note in notes)
     reasons = [d.reason for d in dropped]
     assert reasons == [
         "end is not after start",
-        "outside the video (0-10.0 s)",
         "outside the video (0-10.0 s)",
         "not numbers",
         "not a (start, end) pair",
     ]
 
 
-def test_glue_that_is_not_a_literal_is_read_as_number_pairs_never_evaluated():
-    segments, _, notes = parse_glue("from 2.5 to 4 and (7-9)", 10.0)
-    assert [(s.start_s, s.end_s) for s in segments] == [(2.5, 4.0), (7.0, 9.0)]
+def test_glue_that_is_not_a_literal_keeps_only_well_formed_pairs_never_prose():
+    segments, _, notes = parse_glue("[(10, 20)] (the jump itself lasts 3-4 s)", 120.0)
+    assert [(s.start_s, s.end_s) for s in segments] == [(10.0, 20.0)]
     assert "not a literal list" in notes[0]
+    segments, _, notes = parse_glue("from 2.5 to 4 and (7-9), then 12 s", 100.0)
+    assert segments == [] and notes == ["the glue could not be read"]
     segments, _, notes = parse_glue("__import__('os').system('echo pwned')", 10.0)
-    assert segments == [] and notes == ["glue unreadable"]
+    assert segments == [] and notes == ["the glue could not be read"]
 
 
 def test_glue_of_500_segments_is_capped():
@@ -74,15 +76,20 @@ def test_glue_of_500_segments_is_capped():
 
 def test_output_with_no_tags_nested_tags_and_unclosed_tags():
     plain = parse_output("The cat jumps.", 10, expect_glue=True)
-    assert plain.answer == "The cat jumps." and plain.segments == []
-    assert any("no <answer> tag" in n for n in plain.notes) and any("no <glue> tag" in n for n in plain.notes)
+    assert plain.answer == "The cat jumps." and plain.segments == [] and not plain.complete
+    assert any("no <answer> tag" in n for n in plain.notes) and any("no closed <glue> tag" in n for n in plain.notes)
     nested = parse_output(
         "<think>a<think>b</think></think><answer><answer>yes</answer></answer><glue>[(1,2)]", 10, True
     )
-    assert (nested.answer == "yes" and nested.reasoning == "b") or nested.reasoning.endswith("b")
-    assert [(s.start_s, s.end_s) for s in nested.segments] == [(1.0, 2.0)]
+    assert nested.answer == "yes" and nested.reasoning == "ab"
+    assert nested.segments == [], "the official loop reads only a closed <glue> tag"
     unclosed = parse_output("<think>looking<answer>a red car", 10, False)
-    assert unclosed.answer == "a red car"
+    assert unclosed.answer == "a red car" and not unclosed.complete
+
+
+def test_the_first_glue_counts_as_in_the_official_loop():
+    parsed = parse_output("<answer>x</answer><glue>[(1, 2)]</glue> later <glue>[(5, 6)]</glue>", 10, True)
+    assert parsed.glue == "[(1, 2)]" and [(s.start_s, s.end_s) for s in parsed.segments] == [(1.0, 2.0)]
 
 
 def scripted(outputs: list[str], seen: list) -> callable:
@@ -113,40 +120,44 @@ def test_three_rounds_follow_the_glue(numbered: FrameSource):
     assert records[1].uniformity_departure_s > records[0].uniformity_departure_s
 
 
-def test_no_glue_means_the_next_round_is_uniform(numbered: FrameSource):
+def test_no_glue_means_the_next_round_is_uniform_and_the_record_says_so(numbered: FrameSource):
     seen: list = []
     request = AnalysisRequest(question="Q?", rounds=2, frames=10)
     records = run_perception(numbered, request, scripted(["<answer>x</answer>", "<answer>y</answer>"], seen))
     assert [r.sampling for r in records] == ["uniform", "uniform"]
     assert seen[0][1].indices == seen[1][1].indices
+    assert records[0].next_round == "no usable glue: round 2 samples uniformly" and records[1].next_round is None
 
 
-def test_three_rounds_decode_little_more_than_one(numbered: FrameSource):
+def test_rounds_decode_each_frame_once(numbered: FrameSource):
     outputs = [
         "<answer>a</answer><glue>[(2, 4)]</glue>",
         "<answer>b</answer><glue>[(2, 4)]</glue>",
         "<answer>c</answer>",
     ]
     records = run_perception(numbered, AnalysisRequest(question="Q?", frames=32), scripted(outputs, []))
-    first = records[0].decoded_frames
-    assert first > 0 and records[1].decoded_frames == 0 and records[2].decoded_frames == 0
-    assert sum(r.decoded_frames for r in records) <= 1.2 * first
+    union = set().union(*(set(r.frame_indices) for r in records))
     assert records[1].sampling == "weighted" and set(records[1].frame_indices) != set(records[0].frame_indices)
+    assert max(numbered.decode_counts.values()) == 1, "no frame index came out of the decoder twice"
+    assert sum(numbered.decode_counts.values()) == len(union), "the rounds decoded the union of their frames"
+    assert records[2].decoded_frames == 0, "round 3 asks for round 2's frames again: all in memory"
 
 
 @pytest.mark.parametrize("fps", [1.0, 2.0, 4.0])
 def test_model_time_maps_to_video_time_for_fps_sampling(numbered: FrameSource, fps: float):
-    sample = numbered.sample_fps(fps, min_frames=1, max_frames=256)
+    sample = numbered.sample(numbered.plan(frames=256, fps=fps))
     assert sample.sampled_fps == pytest.approx(fps)
     for i, true_time in enumerate(sample.timestamps):
-        assert model_time_to_video(i / fps, sample) == pytest.approx(true_time, abs=1e-6)
-    assert uniformity_departure(sample) < 1 / 25 + 1e-9
+        mapped = model_time_to_video(i / fps, sample.timestamps, sample.sampled_fps, sample.duration_s)
+        assert mapped == pytest.approx(true_time, abs=1e-6)
+    assert uniformity_departure(sample) == 0
 
 
 def test_model_time_maps_to_video_time_for_weighted_sampling(numbered: FrameSource):
-    sample = numbered.sample_weighted(20, [(2.0, 4.0)])
+    sample = numbered.sample(numbered.plan(frames=20, key_time=[(2.0, 4.0)]))
     for i, true_time in enumerate(sample.timestamps):
-        assert model_time_to_video(i / sample.sampled_fps, sample) == pytest.approx(true_time, abs=1e-6)
+        mapped = model_time_to_video(i / sample.sampled_fps, sample.timestamps, sample.sampled_fps, sample.duration_s)
+        assert mapped == pytest.approx(true_time, abs=1e-6)
     assert uniformity_departure(sample) > 0.1
 
 

@@ -21,7 +21,7 @@ def test_creation_time_and_encoder_are_read_from_a_tagged_file(settings: Setting
 
 
 def test_camera_make_and_model_from_a_quicktime_recording(fixtures_dir: Path):
-    prov = read_provenance(fixtures_dir / "C-recorded-as-mov.mov", "x")
+    prov = read_provenance(fixtures_dir / "C-recorded-as-mov.mov", "x", "mov")
     assert (prov.make, prov.model) == ("Apple", "Mac15,9")
     assert prov.software.startswith("macOS")
     assert prov.c2pa.state == "none" and prov.c2pa.summary == "no C2PA manifest"

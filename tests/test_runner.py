@@ -1,4 +1,4 @@
-"""The analysis runner: stages, the result store, re-runs, the local model's queue; model choices."""
+"""The analysis runner: stages, the result store, re-runs, the model host's queue; model choices."""
 
 from __future__ import annotations
 
@@ -10,34 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from core.analysis.runner import (
-    LOCAL_MODEL_QUEUE,
-    ModelQueue,
-    QueueState,
-    model_identity,
-    result_key,
-    round_frames,
-    run_analysis,
-)
+from core.analysis.choices import choice_by_key, model_choices
+from core.analysis.flows import flow_for
+from core.analysis.runner import round_frames, run_analysis
+from core.analysis.store import ResultStore
 from core.config import Settings
 from core.errors import InputError, UrlRefused
 from core.models.base import AnalysisRequest, GenerationSettings, Segment
-from core.models.choices import choice_by_key, model_choices
-from core.models.local.loading import unload_local_model
-from tests.test_app_home import shared_clip, shared_tiny_model
+from core.models.local.host import HOST, ModelHost, QueueState
 from ui.timeline import timeline_figure
 
 SHORT = GenerationSettings(max_new_tokens=16)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tiny_model(tmp_path_factory)
+@pytest.fixture
+def tiny_model_dir(tiny_model: Path) -> Path:
+    return tiny_model
 
 
-@pytest.fixture(scope="session")
-def short_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_clip(tmp_path_factory)
+@pytest.fixture
+def short_clip(clips: dict[str, Path]) -> Path:
+    return clips["h264"]
 
 
 @pytest.fixture
@@ -89,17 +82,18 @@ def test_the_key_follows_everything_the_answer_depends_on(local_settings: Settin
     run = run_analysis("clip.mp4", local_settings, "local", request())
     asset = run.asset
 
-    def key(req: AnalysisRequest, settings: Settings = local_settings, backend: str = "local") -> str:
-        return result_key(asset, model_identity(backend, settings, req), req)
+    def key(req: AnalysisRequest, settings: Settings = local_settings, model: str = "local") -> str:
+        return ResultStore.media_ref(asset, flow_for(model, settings).identity(req), req).key
 
     assert key(request()) == run.key
     assert key(request(frames=8)) != run.key
     assert key(AnalysisRequest(question="Something else?", rounds=2, frames=6, generation=SHORT)) != run.key
     assert key(request(generation=GenerationSettings(max_new_tokens=17))) != run.key
     assert key(request(), local_settings.model_copy(update={"max_visual_tokens": 128})) != run.key
-    assert key(request(gemini_model="a"), backend="gemini") != key(request(gemini_model="b"), backend="gemini")
+    assert key(request(gemini_model="a"), model="gemini") != key(request(gemini_model="b"), model="gemini")
+    assert key(request(), local_settings.model_copy(update={"glue_time": "model-axis"})) != run.key
     with pytest.raises(InputError, match="No finished adapter"):
-        model_identity("local", local_settings, request(adapter="missing"))
+        flow_for("local", local_settings).identity(request(adapter="missing"))
 
 
 def test_the_gemini_key_never_reaches_a_stored_result(local_settings: Settings):
@@ -129,7 +123,7 @@ def test_a_second_analysis_waits_its_turn_and_is_told_so(local_settings: Setting
     release = threading.Event()
 
     def hold() -> None:
-        with LOCAL_MODEL_QUEUE.turn():
+        with HOST.turn():
             holding.set()
             release.wait(10)
 
@@ -152,30 +146,89 @@ def test_a_second_analysis_waits_its_turn_and_is_told_so(local_settings: Setting
     assert time.monotonic() - started >= 1.0
     assert queued and queued[0].waiting == 1 and queued[-1].waited_s >= 0.5
     assert stages.index("queue") < stages.index("model")
-    assert run.result.answer is not None and not LOCAL_MODEL_QUEUE.busy
+    assert run.result.answer is not None and not HOST.busy
 
 
 def test_the_queue_counts_who_waits():
-    queue = ModelQueue(poll_s=0.05)
+    host = ModelHost(poll_s=0.05)
     order: list[str] = []
     states: list[QueueState] = []
-    with queue.turn():
-        workers = [threading.Thread(target=lambda name=name: _take(queue, name, order, states)) for name in ("a", "b")]
+    with host.turn():
+        workers = [threading.Thread(target=lambda name=name: _take(host, name, order, states)) for name in ("a", "b")]
         for worker in workers:
             worker.start()
-        deadline = time.monotonic() + 5
-        while queue.waiting < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert queue.waiting == 2 and queue.busy
+        _wait_for(lambda: host.waiting == 2)
+        assert host.waiting == 2 and host.busy
     for worker in workers:
         worker.join(5)
-    assert sorted(order) == ["a", "b"] and queue.waiting == 0 and not queue.busy
+    assert sorted(order) == ["a", "b"] and host.waiting == 0 and not host.busy
     assert max(state.waiting for state in states) == 2
 
 
-def _take(queue: ModelQueue, name: str, order: list[str], states: list[QueueState]) -> None:
-    with queue.turn(states.append):
+def test_interactive_turns_go_before_batch_turns_and_each_in_order_of_arrival():
+    host = ModelHost(poll_s=0.05)
+    order: list[str] = []
+    arrivals = [("batch-1", "batch"), ("batch-2", "batch"), ("ui-1", "interactive"), ("ui-2", "interactive")]
+    with host.turn():
+        workers = []
+        for count, (name, priority) in enumerate(arrivals, start=1):
+            worker = threading.Thread(target=lambda n=name, p=priority: _take(host, n, order, [], p))
+            worker.start()
+            workers.append(worker)
+            _wait_for(lambda count=count: host.waiting == count)
+    for worker in workers:
+        worker.join(5)
+    assert order == ["ui-1", "ui-2", "batch-1", "batch-2"]
+
+
+def _take(
+    host: ModelHost, name: str, order: list[str], states: list[QueueState], priority: str = "interactive"
+) -> None:
+    with host.turn(priority, states.append):  # type: ignore[arg-type]
         order.append(name)
+
+
+def _wait_for(condition, timeout_s: float = 5) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
+def test_an_unload_waits_for_the_running_analysis_and_the_next_analysis_loads_again(local_settings: Settings):
+    """Two sessions and an Unload click at once: the unload takes its turn after the analysis that
+    holds the model, and the next analysis loads the model again."""
+    run_analysis("clip.mp4", local_settings, "local", request(rounds=1))  # the model is loaded
+    assert HOST.loaded is not None
+    generating = threading.Event()
+    unloaded = threading.Event()
+    seen_model_during_analysis: list[bool] = []
+
+    def on_text(number: int, text: str) -> None:
+        generating.set()
+        seen_model_during_analysis.append(HOST.loaded is not None)
+        time.sleep(0.05)
+
+    def analysis() -> None:
+        run_analysis("clip.mp4", local_settings, "local", request(rounds=2), rerun=True, on_text=on_text)
+
+    def unload() -> None:
+        generating.wait(30)
+        HOST.unload()
+        unloaded.set()
+
+    first = threading.Thread(target=analysis)
+    clicker = threading.Thread(target=unload)
+    first.start()
+    clicker.start()
+    first.join(120)
+    clicker.join(60)
+    assert unloaded.is_set() and seen_model_during_analysis and all(seen_model_during_analysis)
+    assert HOST.loaded is None, "the unload ran after the analysis"
+    messages: list[str] = []
+    run_analysis("clip.mp4", local_settings, "local", request(rounds=1), rerun=True,
+                 on_stage=lambda stage, message, fraction: messages.append(message))  # fmt: skip
+    assert any(m.startswith("loading the local model") for m in messages) and HOST.loaded is not None
 
 
 def test_model_choices_list_local_adapters_gemini_and_linked(settings: Settings, tmp_path: Path):
@@ -184,7 +237,7 @@ def test_model_choices_list_local_adapters_gemini_and_linked(settings: Settings,
     run_dir.mkdir(parents=True)
     (run_dir / "adapter_config.json").write_text('{"r": 8}')
     choices = model_choices(settings)
-    assert [(c.key, c.backend, c.adapter) for c in choices] == [
+    assert [(c.key, c.model, c.adapter) for c in choices] == [
         ("local", "local", None),
         ("adapter:my-run", "local", "my-run"),
         ("gemini", "gemini", None),
@@ -208,7 +261,7 @@ def test_timeline_has_a_row_per_round_with_its_frames_and_segments(local_setting
 
 
 def test_loading_the_model_is_a_stage_only_when_it_is_not_loaded(local_settings: Settings):
-    unload_local_model()
+    HOST.unload()
     messages: list[str] = []
     run_analysis("clip.mp4", local_settings, "local", request(rounds=1), on_stage=lambda s, m, f: messages.append(m))
     assert any(m.startswith("loading the local model") for m in messages)

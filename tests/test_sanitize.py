@@ -58,7 +58,6 @@ def test_c2pa_signed_phone_video_is_remuxed(settings: Settings, copy_fixture):
     [
         ("vp9", "video codec is vp9"),
         ("yuv444", "pixel format is yuv444p"),
-        ("silent", "no audio track"),
     ],
 )
 def test_non_compliant_input_is_reencoded(settings: Settings, clips, clip, reason):
@@ -67,6 +66,21 @@ def test_non_compliant_input_is_reencoded(settings: Settings, clips, clip, reaso
     assert any(reason in r for r in asset.sanitized.plan.reasons), asset.sanitized.plan.reasons
     _assert_clean(asset)
     assert asset.sanitized.probe.duration_s == pytest.approx(asset.probe.duration_s, abs=0.3)
+
+
+def video_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+
+
+def test_a_silent_compliant_clip_keeps_its_video_bit_exact_and_says_so(settings: Settings, clips):
+    """Only the audio is made (a silent track): the record says the video was copied, not re-encoded."""
+    asset = _prepare(settings, clips["silent"])
+    assert asset.sanitized.path_taken == "audio-reencode"
+    assert (asset.sanitized.plan.video, asset.sanitized.plan.audio) == ("copy", "silent")
+    assert any("no audio track" in r for r in asset.sanitized.plan.reasons)
+    _assert_clean(asset)
+    assert video_packets(Path(asset.sanitized.path)) == video_packets(clips["silent"])
 
 
 def test_odd_dimensions_are_made_even(settings: Settings, odd_clip):

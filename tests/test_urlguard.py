@@ -8,6 +8,7 @@ import pytest
 
 from core.errors import UrlRefused
 from core.media.urlguard import ConnectionRefusedByGuard, UrlPolicy, check_url, guarded_connections
+from tests.support import run_cli
 
 STRICT = UrlPolicy()
 
@@ -153,3 +154,42 @@ def test_the_guard_is_off_outside_its_block_and_in_other_threads():
         thread.join()
     assert results and results[0]
     assert socket.getaddrinfo("127.0.0.1", 80)
+
+
+# --- malformed URLs: a one-line refusal, never an internal error ---------------------------------
+
+LONG_PATH = "http://example.com/" + "a" * 10_000
+LONG_HOST = "http://" + "a" * 10_000 + ".example/"
+MALFORMED = [
+    ("http://[::1/x.mp4", "not a valid URL"),
+    ("http://[1.2.3.4]/", "not a valid URL"),
+    ("http://[]/", "not a valid URL"),
+    ("http://[::1]:abc/", "invalid port"),
+    ("http://host:99999/", "invalid port"),
+    (LONG_PATH, "characters long"),
+    (LONG_HOST, "characters long"),
+]
+
+
+@pytest.mark.parametrize(("url", "reason"), MALFORMED, ids=[u[:30] for u, _ in MALFORMED])
+def test_a_malformed_url_is_refused_in_one_short_line(url: str, reason: str):
+    with pytest.raises(UrlRefused) as caught:
+        check_url(url, STRICT, fake_dns({}))
+    message = str(caught.value)
+    assert reason in message
+    assert "\n" not in message and len(message) < 400
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1/x.mp4", "http://host:99999/", "http://[::1]:abc/", LONG_PATH, "x:" + "a" * 10_000],
+    ids=["unclosed-bracket", "port-too-big", "port-not-a-number", "10000-characters", "long-non-url"],
+)
+def test_the_cli_exits_2_with_one_error_line_for_a_malformed_url(url: str, tmp_path):
+    proc = run_cli(["fetch", url], tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and err.rstrip("\n").endswith(errors[0]), err
+    assert len(errors[0]) < 400

@@ -11,9 +11,9 @@ from core.analysis.runner import AnalysisRun, run_analysis
 from core.config import Settings
 from core.errors import VChatError
 from ui import state
+from ui.feedback import new_status, show_error
 from ui.progress import AnalysisProgress
 from ui.sources import SourceInput
-from ui.text import escape_markdown
 
 LAST_RUN = "last_run"
 RERUN_REQUESTED = "rerun_requested"
@@ -30,22 +30,12 @@ def take_rerun_request() -> bool:
     return bool(st.session_state.pop(RERUN_REQUESTED, False))
 
 
-def one_line_error(exc: BaseException) -> str:
-    if isinstance(exc, VChatError):
-        return exc.one_line()
-    if isinstance(exc, ValidationError):  # a value out of pydantic's own bounds
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg']}"
-    return f"Internal error ({type(exc).__name__}); the details are in the server log."
-
-
 def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool = False) -> AnalysisRun | None:
     """Run the analysis inside an st.status; keep the outcome in session state; None on failure."""
     st.session_state.pop(LAST_RUN, None)
     choice = state.selected_choice(settings)
     queued_slot = st.empty()
-    status = st.status(f"Analysing {escape_markdown(source.label)} with {choice.label}", expanded=True)
+    status = new_status(f"Analysing {source.label} with {choice.label}", expanded=True)
     answer_slot = st.empty()
     progress = AnalysisProgress(status, queued_slot, answer_slot)
     try:
@@ -53,7 +43,7 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
         run = run_analysis(
             source.source,
             settings,
-            choice.backend,
+            choice.model,
             request,
             filename=source.filename,
             gemini_api_key=state.gemini_api_key(),
@@ -65,12 +55,12 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
         )
     except (VChatError, ValidationError) as exc:
         progress.fail("The analysis stopped")
-        st.error(one_line_error(exc), icon=":material/error:")
+        show_error(exc)
         return None
     except Exception as exc:  # an internal error: one line here, the traceback in the server log
         log.exception("analysis failed")
         progress.fail("The analysis failed")
-        st.error(one_line_error(exc), icon=":material/error:")
+        show_error(exc)
         return None
     done = "Served from the stored result" if run.from_store else f"Answered in {run.result.seconds:.1f} s"
     progress.finish(done)

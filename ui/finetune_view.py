@@ -23,18 +23,25 @@ import plotly.graph_objects as go
 import streamlit as st
 from pydantic import ValidationError
 
-from core.analysis.runner import LOCAL_MODEL_QUEUE
 from core.config import Settings
 from core.errors import InputError, VChatError
 from core.models.local.adapters import ADAPTER_NAME, find_adapters
-from core.models.local.loading import current_local_model, unload_local_model
+from core.models.local.host import HOST
 from core.models.status import weights_status
 from finetune.dataset import ValidationReport
 from finetune.options import TrainOptions
 from finetune.run_files import CONSOLE, LOG, RUN_CONFIG, is_unused
 from finetune.runs import RunState, cancel_run, check_dataset, list_runs, read_progress, resume_run, start_run
-from ui.analysis import one_line_error
-from ui.text import escape_markdown
+from ui.feedback import (
+    md,
+    plain,
+    show_caption,
+    show_error,
+    show_info,
+    show_success,
+    show_warning,
+    spinner,
+)
 
 PATCH = 28 * 28  # pixels of one 28x28 patch: max pixels are set in patches
 POLL_S = 2.0  # how often the runs fragment reads the run folders while a run is active
@@ -177,20 +184,23 @@ def dataset_picker(settings: Settings) -> Path | None:
         )
         if upload is None:
             st.caption(
-                "One JSON object a line: `video_path` and `text` (USER: / ASSISTANT: turns) or `messages`. "
-                f"Video paths are looked up in the media folder {escape_markdown(str(settings.media_dir))}."
+                md(
+                    "One JSON object a line: `video_path` and `text` (USER: / ASSISTANT: turns) or `messages`. "
+                    "Video paths are looked up in the media folder {}.",
+                    settings.media_dir,
+                )
             )
             return None
         try:
             path = save_upload(settings, upload.name, upload.getvalue())
         except (OSError, VChatError) as exc:
-            st.error(one_line_error(exc) if isinstance(exc, VChatError) else f"The upload could not be saved: {exc}")
+            show_error(exc if isinstance(exc, VChatError) else f"The upload could not be saved: {exc}")
             return None
-        st.caption(f"Saved as {escape_markdown(str(path))} (listed under '{SOURCES[0]}' from now on).")
+        show_caption(f"Saved as {path} (listed under '{SOURCES[0]}' from now on).")
         return path
     files = dataset_files(settings)
     if not files:
-        st.info(
+        show_info(
             f"No .jsonl datasets in the data folder {settings.data_dir} or the media folder {settings.media_dir} "
             "yet. Put one there, or upload one.",
             icon=":material/dataset:",
@@ -284,7 +294,7 @@ def hyper_parameters() -> dict[str, Any]:
     values = {name: st.session_state.get(key) for name, key in FIELDS.items()}
     patches = int(values["max_pixels"] or 0)
     side = int((patches * PATCH) ** 0.5)
-    st.caption(f"Max pixels: {patches} patches = {patches * PATCH:,} pixels (about {side}x{side}) per frame.")
+    show_caption(f"Max pixels: {patches} patches = {patches * PATCH:,} pixels (about {side}x{side}) per frame.")
     values["run_name"] = str(st.session_state.get(RUN_NAME) or "").strip()
     return values
 
@@ -335,7 +345,7 @@ def dataset_report(settings: Settings, options: TrainOptions) -> ValidationRepor
     if st.session_state.pop(RECHECK, False):
         cache.pop(key, None)
     if key not in cache:
-        with st.spinner(
+        with spinner(
             f"Checking every line of {options.data.name}: each video through the media pipeline, "
             "its training frames decoded...",
             show_time=True,
@@ -361,29 +371,29 @@ def report_section(settings: Settings, data: Path | None, values: dict[str, Any]
         )
         report = dataset_report(settings, sampling)
     except (VChatError, ValidationError) as exc:
-        st.error(one_line_error(exc), icon=":material/error:")
+        show_error(exc)
         return None
     except OSError as exc:
-        st.error(escape_markdown(f"The dataset {data} cannot be read: {exc.strerror or exc}."), icon=":material/error:")
+        show_error(f"The dataset {data} cannot be read: {exc.strerror or exc}.")
         return None
     except Exception as exc:  # a bug, not the file: one line here, the traceback in the server log
         log.exception("dataset check failed")
-        st.error(one_line_error(exc), icon=":material/error:")
+        show_error(exc)
         return None
     counts = (
         f"{report.lines} lines, {len(report.examples)} valid, {len(report.bad_lines)} with errors, "
         f"{report.videos} videos checked"
     )
     if report.ok:
-        st.success(f"Ready to train: {counts}.", icon=":material/check_circle:")
+        show_success(f"Ready to train: {counts}.", icon=":material/check_circle:")
     elif report.examples:
-        st.warning(
+        show_warning(
             f"{counts}. Fix the lines below, or tick 'Skip bad lines' to train on the "
             f"{len(report.examples)} valid ones.",
             icon=":material/warning:",
         )
     else:
-        st.error(f"Nothing to train on: {counts}.", icon=":material/error:")
+        show_error(f"Nothing to train on: {counts}.")
     if report.errors:
         rows = [{"line": e.line, "problem": e.message} for e in report.errors]
         st.dataframe(pd.DataFrame(rows), hide_index=True)
@@ -408,24 +418,24 @@ def _gpu_is_free(settings: Settings) -> bool:
     """False while this process holds the local model on the GPU and the person has not chosen to
     train beside it; draws the question (unload first) or, without a GPU, the CPU note."""
     if not _cuda_available():
-        st.info(
+        show_info(
             "No GPU here: the trainer runs on the CPU, which it shares with the app (analyses are slower "
             "while it runs).",
             icon=":material/memory:",
         )
         return True
-    held = current_local_model()  # with CUDA there, the app loads the model onto the GPU
+    held = HOST.loaded  # with CUDA there, the app loads the model onto the GPU
     if held is None:
         return True
-    st.warning(
-        f"The app holds the local model ({escape_markdown(held.info.name)}) on {escape_markdown(held.device)}, "
+    show_warning(
+        f"The app holds the local model ({held.info.name}) on {held.device}, "
         "and training on the same GPU needs that memory. "
         "Unload it first; it loads again with the next local analysis.",
         icon=":material/memory:",
     )
     cols = st.columns([1, 2])
-    if cols[0].button("Unload the local model", icon=":material/eject:", disabled=LOCAL_MODEL_QUEUE.busy):
-        unload_local_model()
+    if cols[0].button("Unload the local model", icon=":material/eject:", help="Waits for a running analysis."):
+        HOST.unload()
         st.session_state[FLASH] = "The local model was unloaded: the GPU is free for training."
         st.rerun()
     return bool(cols[1].checkbox("Train beside it anyway (the GPU has room for both)", key=ANYWAY))
@@ -447,9 +457,9 @@ def start_section(
     """The Start button: options checked, the dataset report required, the trainer started."""
     weights = weights_status(settings)
     if not weights.found:
-        st.warning(f"No base model to train: {weights.problem}", icon=":material/folder_off:")
+        show_warning(f"No base model to train: {weights.problem}", icon=":material/folder_off:")
     else:
-        st.caption(f"Base model: {escape_markdown(weights.path)} ({weights.origin})")
+        show_caption(f"Base model: {weights.path} ({weights.origin})")
     free = _gpu_is_free(settings)
     disabled = data is None or not weights.found or not free
     if not st.button("Start training", type="primary", icon=":material/model_training:", disabled=disabled):
@@ -469,14 +479,14 @@ def start_section(
             raise InputError("The dataset has no valid line to train on.")
         run_dir = start_run(settings, options, name=values["run_name"] or None)
     except (VChatError, ValidationError) as exc:
-        st.error(one_line_error(exc), icon=":material/error:")
+        show_error(exc)
         return
     except OSError as exc:
-        st.error(escape_markdown(f"The run could not be started: {exc}."), icon=":material/error:")
+        show_error(f"The run could not be started: {exc}.")
         return
     except Exception as exc:
         log.exception("starting a run failed")
-        st.error(one_line_error(exc), icon=":material/error:")
+        show_error(exc)
         return
     st.session_state[PENDING_RUN] = run_dir.name
     st.session_state[FLASH] = f"Started {run_dir.name}: python -m finetune runs as a separate process."
@@ -486,7 +496,7 @@ def start_section(
 def flash() -> None:
     message = st.session_state.pop(FLASH, None)
     if message:
-        st.success(escape_markdown(message), icon=":material/check:")
+        show_success(message, icon=":material/check:")
 
 
 # --- the runs ---------------------------------------------------------------------------------------
@@ -503,7 +513,7 @@ def runs_section(settings: Settings) -> None:
 def _runs(settings: Settings) -> None:
     runs = list_runs(settings)
     if not runs:
-        st.caption(f"No runs yet in {escape_markdown(str(settings.adapters_dir))}.")
+        show_caption(f"No runs yet in {settings.adapters_dir}.")
         return
     _notice_ended(runs)
     rows = [
@@ -618,19 +628,19 @@ def run_details(settings: Settings, run: RunState) -> None:
     rows = read_progress(run.path)
     train = [r for r in rows if r.get("kind") == "train"]
     total = run.total_steps or (train[-1].get("total_steps") if train else None)
-    shown = escape_markdown(run.name)
+    shown = run.name
     if run.state == "starting":
-        st.info(f"{shown}: starting (the trainer is loading).", icon=":material/hourglass_top:")
+        show_info(f"{shown}: starting (the trainer is loading).", icon=":material/hourglass_top:")
     elif run.state == "running":
-        st.info(f"{shown}: running, {escape_markdown(run.phase or 'working')}.", icon=":material/model_training:")
+        show_info(f"{shown}: running, {run.phase or 'working'}.", icon=":material/model_training:")
     elif run.state == "finished":
-        st.success(
+        show_success(
             f"{shown}: finished after {run.step} steps. The adapter is offered in the sidebar's model list as "
             f"'VideoChat-R1.5 + LoRA {shown}' (no restart needed).",
             icon=":material/check_circle:",
         )
     elif run.state == "cancelled":
-        st.warning(
+        show_warning(
             f"{shown}: cancelled at step {run.step}"
             + (f" of {total}" if total else "")
             + (". Resume continues from its last checkpoint." if run.resumable else "."),
@@ -638,10 +648,10 @@ def run_details(settings: Settings, run: RunState) -> None:
         )
     else:
         first = (run.message or "the trainer stopped").strip().splitlines()
-        st.error(f"{shown}: failed: {escape_markdown(first[-1] if first else '')}", icon=":material/error:")
+        show_error(f"{shown}: failed: {first[-1] if first else ''}")
 
     if total:
-        st.progress(min(run.step / total, 1.0), text=f"Step {run.step} of {total}")
+        st.progress(min(run.step / total, 1.0), text=plain(f"Step {run.step} of {total}"))
     last = train[-1] if train else None
     eta = last.get("eta_s") if last and run.active else None
     cols = st.columns(5)
@@ -659,25 +669,25 @@ def run_details(settings: Settings, run: RunState) -> None:
         )
     described = _run_options(run)
     if described:
-        st.caption(escape_markdown(described))
-    st.caption(f"Folder: {escape_markdown(str(run.path))}")
+        show_caption(described)
+    show_caption(f"Folder: {run.path}")
 
     if run.active and st.button("Cancel", icon=":material/stop_circle:", key=f"ft_cancel_{run.name}"):
         if cancel_run(run.path):
-            st.info(
+            show_info(
                 "Cancel sent: the trainer stops after the current example and saves a checkpoint.",
                 icon=":material/stop_circle:",
             )
         else:
-            st.warning("The trainer had already stopped.")
+            show_warning("The trainer had already stopped.")
     if run.resumable and st.button("Resume", icon=":material/play_arrow:", key=f"ft_resume_{run.name}"):
         try:
             resume_run(settings, run.path)
         except VChatError as exc:
-            st.error(escape_markdown(exc.one_line()), icon=":material/error:")
+            show_error(exc)
         except Exception as exc:
             log.exception("resuming %s failed", run.path)
-            st.error(one_line_error(exc), icon=":material/error:")
+            show_error(exc)
         else:
             st.session_state[FLASH] = f"Resumed {run.name} from its last checkpoint."
             st.rerun(scope="app")
@@ -695,7 +705,7 @@ def adapters_section(settings: Settings) -> None:
     st.subheader("Finished adapters")
     adapters = find_adapters(settings)
     if not adapters:
-        st.caption(f"None yet in {escape_markdown(str(settings.adapters_dir))}.")
+        show_caption(f"None yet in {settings.adapters_dir}.")
         return
     rows = []
     for adapter in adapters:

@@ -8,15 +8,15 @@ import time
 import pandas as pd
 import streamlit as st
 
-from core.analysis.runner import LOCAL_MODEL_QUEUE, QueueState, load_local_model
 from core.config import Settings
 from core.errors import VChatError
 from core.models.local.adapters import find_adapters
-from core.models.local.loading import current_local_model, preseed_help, unload_local_model
+from core.models.local.host import HOST, QueueState
+from core.models.local.loading import preseed_help, resolve_source
 from core.models.status import gemini_key, gemini_reachability, loaded_model_status, weights_status
 from ui import state
-from ui.analysis import one_line_error
-from ui.text import escape_markdown, human_bytes
+from ui.feedback import md, show_caption, show_error, show_info, show_success, show_warning, spinner
+from ui.text import human_bytes
 
 FLASH = "models_flash"
 REACHABILITY = "gemini_reachability"
@@ -26,7 +26,7 @@ def loaded_section() -> None:
     st.subheader("Loaded now")
     status = loaded_model_status()
     if status is None:
-        st.info(
+        show_info(
             "No local model is loaded in this process. Load it below, or it loads with the first local analysis.",
             icon=":material/memory:",
         )
@@ -43,13 +43,18 @@ def loaded_section() -> None:
         "GPU": status.cuda_device,
         "GPU memory allocated": human_bytes(status.cuda_allocated_bytes) if status.cuda_allocated_bytes else None,
         "GPU memory reserved": human_bytes(status.cuda_reserved_bytes) if status.cuda_reserved_bytes else None,
-        "in use": "an analysis is running" if LOCAL_MODEL_QUEUE.busy else "idle",
-        "sessions waiting": str(LOCAL_MODEL_QUEUE.waiting),
+        "in use": "an analysis is running" if HOST.busy else "idle",
+        "sessions waiting": str(HOST.waiting),
     }
     table = [(name, str(value)) for name, value in rows.items() if value is not None]
     st.dataframe(pd.DataFrame(table, columns=["fact", "value"]), hide_index=True)
-    if st.button("Unload the local model", icon=":material/eject:", disabled=LOCAL_MODEL_QUEUE.busy):
-        unload_local_model()
+    if st.button(
+        "Unload the local model", icon=":material/eject:", help="Waits for a running analysis to finish, then frees it."
+    ):
+        note = st.empty()
+        with spinner("Unloading the local model...", show_time=True):
+            HOST.unload(on_queued=_queued_note(note))
+        note.empty()
         st.session_state[FLASH] = "The local model was unloaded."
         st.rerun()
 
@@ -58,33 +63,35 @@ def weights_section(settings: Settings) -> None:
     st.subheader("Local weights")
     weights = weights_status(settings)
     if weights.found:
-        st.success(f"Found ({weights.origin}): {weights.path}", icon=":material/folder:")
+        show_success(f"Found ({weights.origin}): {weights.path}", icon=":material/folder:")
     else:
-        st.warning(weights.problem or "No weights found.", icon=":material/folder_off:")
+        show_warning(weights.problem or "No weights found.", icon=":material/folder_off:")
     flash = st.session_state.pop(FLASH, None)
     if flash:
-        st.success(flash)
-    loaded = current_local_model()
-    already = loaded is not None and loaded.info.source == f"{weights.origin}: {weights.path}"
+        show_success(flash)
+    already = weights.found and HOST.is_loaded(settings, resolve_source(settings))
     if st.button(
         "Load the local model", type="primary", icon=":material/download:", disabled=not weights.found or already
     ):
         _load(settings)
 
 
+def _queued_note(note):  # type: ignore[no-untyped-def]
+    def queued(state_: QueueState) -> None:
+        show_info(f"Queued: an analysis is using the local model (waiting {state_.waited_s:.0f} s).", where=note)
+
+    return queued
+
+
 def _load(settings: Settings) -> None:
     note = st.empty()
-
-    def queued(state_: QueueState) -> None:
-        note.info(f"Queued: an analysis is using the local model (waiting {state_.waited_s:.0f} s).")
-
     started = time.perf_counter()
     try:
-        with st.spinner("Loading the local model...", show_time=True):
-            loaded = load_local_model(settings, on_queued=queued)
+        with spinner("Loading the local model...", show_time=True):
+            loaded = HOST.load(settings, on_queued=_queued_note(note))
     except Exception as exc:
         note.empty()
-        st.error(one_line_error(exc), icon=":material/error:")
+        show_error(exc)
         return
     st.session_state[FLASH] = (
         f"{loaded.info.name} is loaded on {loaded.info.device} (took {time.perf_counter() - started:.1f} s)."
@@ -97,7 +104,10 @@ def adapters_section(settings: Settings) -> None:
     adapters = find_adapters(settings)
     if not adapters:
         st.caption(
-            f"No finished adapters in {settings.adapters_dir}. Train one with `python -m finetune --data FILE.jsonl`."
+            md(
+                "No finished adapters in {}. Train one with `python -m finetune --data FILE.jsonl`.",
+                settings.adapters_dir,
+            )
         )
         return
     rows = [
@@ -124,21 +134,25 @@ def gemini_section(settings: Settings) -> None:
     else:
         where = "none: type a key in the sidebar, or set GEMINI_API_KEY on the server"
     name = str(st.session_state.get(state.GEMINI_MODEL) or "").strip() or settings.gemini_model
-    st.markdown(f"Key: {where}  \nModel: {escape_markdown(name)}")
+    st.markdown(md("Key: {}  \nModel: {}", where, name))
     if st.button("Check Gemini", icon=":material/network_check:", disabled=gemini_key(settings, typed) is None):
-        with st.spinner("Asking Gemini for the model's description..."):
+        with spinner("Asking Gemini for the model's description..."):
             st.session_state[REACHABILITY] = gemini_reachability(settings, typed, name)
     result = st.session_state.get(REACHABILITY)
     if result is not None:
         message = f"{result.message} ({result.seconds:.2f} s)"
-        (st.success if result.ok else st.error)(message)
+        (show_success if result.ok else show_error)(message)
 
 
 def preseed_section(settings: Settings) -> None:
     st.subheader("Pre-seeding the weights")
     st.markdown(
-        "vChat downloads no weights unless `VCHAT_MODEL_DOWNLOAD=1`. It looks at `VCHAT_MODEL_PATH`, "
-        f"then `{settings.preseed_dir}`, then `{settings.model_id}` in the Hugging Face cache."
+        md(
+            "vChat downloads no weights unless `VCHAT_MODEL_DOWNLOAD=1`. It looks at `VCHAT_MODEL_PATH`, "
+            "then {}, then {} in the Hugging Face cache.",
+            settings.preseed_dir,
+            settings.model_id,
+        )
     )
     st.code(
         f"huggingface-cli download {settings.model_id} --local-dir {settings.preseed_dir}\n"
@@ -146,7 +160,7 @@ def preseed_section(settings: Settings) -> None:
         "python -m core tiny-model /tmp/tiny && VCHAT_MODEL_PATH=/tmp/tiny make run",
         language="bash",
     )
-    st.caption(preseed_help(settings))
+    show_caption(preseed_help(settings))
 
 
 def safe(section, *args) -> None:  # type: ignore[no-untyped-def]
@@ -154,7 +168,7 @@ def safe(section, *args) -> None:  # type: ignore[no-untyped-def]
     try:
         section(*args)
     except VChatError as exc:
-        st.error(exc.one_line())
+        show_error(exc)
     except Exception as exc:  # anything else: one line here, the traceback in the server log
         logging.getLogger(__name__).exception("models page section failed")
-        st.error(one_line_error(exc))
+        show_error(exc)

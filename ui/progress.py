@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from core.analysis.runner import QueueState
-from ui.text import escape_markdown
+from core.models.local.host import QueueState
+from ui.feedback import md, show_info, show_progress, update_status
 
 STAGES = {
     "fetch": "Fetch",
@@ -44,22 +44,23 @@ class AnalysisProgress:
         if stage == "download":
             if self.bar is None:
                 self.bar = self.status.progress(0.0)
-            self.bar.progress(min(max(fraction or 0.0, 0.0), 1.0), text=message)
+            show_progress(self.bar, fraction or 0.0, message)
             return
         if stage != "queue":
             self.queued_slot.empty()
         if label not in self.lines:
             self.lines[label] = self.status.empty()
-        self.lines[label].markdown(f"**{label}**: {escape_markdown(message)}")
-        self.status.update(label=f"{label}: {escape_markdown(message)}")
+        self.lines[label].markdown(md("**{}**: {}", label, message))
+        update_status(self.status, f"{label}: {message}")
 
     def queued(self, state: QueueState) -> None:
         others = state.waiting - 1
         extra = f" {others} other session{'s' if others != 1 else ''} waiting too." if others > 0 else ""
-        self.queued_slot.info(
+        show_info(
             f"Queued: another analysis is using the local model; this one starts when it is done "
             f"(waiting {state.waited_s:.0f} s).{extra}",
             icon=":material/hourglass_top:",
+            where=self.queued_slot,
         )
 
     def text(self, round_number: int, text: str) -> None:
@@ -67,14 +68,14 @@ class AnalysisProgress:
         if now - self.last_stream < STREAM_INTERVAL_S:
             return
         self.last_stream = now
-        self.answer_slot.markdown(f"*Round {round_number}, as it is generated:*  \n{escape_markdown(text)}")
+        self.answer_slot.markdown(md("*Round {}, as it is generated:*  \n{}", round_number, text))
 
     def finish(self, message: str) -> None:
         self.queued_slot.empty()
         self.answer_slot.empty()
-        self.status.update(label=message, state="complete", expanded=False)
+        update_status(self.status, message, state="complete", expanded=False)
 
     def fail(self, message: str) -> None:
         self.queued_slot.empty()
         self.answer_slot.empty()
-        self.status.update(label=message, state="error", expanded=True)
+        update_status(self.status, message, state="error", expanded=True)

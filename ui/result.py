@@ -12,12 +12,14 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
+from core.analysis.perception import annotate_times
 from core.analysis.runner import AnalysisRun, round_frames
 from core.config import Settings
 from core.errors import VChatError
 from core.media.pipeline import MediaAsset
 from core.models.base import AnalysisResult, RoundRecord
-from ui.text import escape_markdown, human_bytes
+from ui.feedback import md, plain, show_caption, show_info, show_warning
+from ui.text import human_bytes
 from ui.timeline import timeline_figure
 
 MAX_STRIP_FRAMES = 48
@@ -28,19 +30,21 @@ MAX_PLAYER_BYTES = 200 * 1024 * 1024
 def render_run(run: AnalysisRun, settings: Settings, on_rerun: Callable[[], None]) -> None:
     result, asset = run.result, run.asset
     if run.from_store:
-        st.info(
+        show_info(
             f"Served from the stored result of {run.stored_at} (same video, model and settings).",
             icon=":material/inventory_2:",
         )
     st.button("Re-run", on_click=on_rerun, key="rerun_analysis", help="Analyse again and replace the stored result.")
 
     st.subheader("Answer")
-    st.markdown(f"**Question:** {escape_markdown(result.question)}")
+    st.markdown(md("**Question:** {}", result.question))
+    duration_s = asset.sanitized.probe.duration_s if asset is not None else _cited_end(result)
+    answer = annotate_times(result.answer, result.rounds[-1], duration_s) if result.rounds else result.answer
     with st.container(border=True):
-        st.markdown(escape_markdown(result.answer) or "*(the model gave no answer)*")
-    st.caption(_model_line(result))
+        st.markdown(plain(answer) or "*(the model gave no answer)*")
+    show_caption(_model_line(result))
     for note in result.notes:
-        st.warning(escape_markdown(note), icon=":material/info:")
+        show_warning(note, icon=":material/info:")
 
     video, timeline = st.columns([2, 3])
     if asset is None:  # Gemini read it from YouTube: play it from there; no frames, no provenance here
@@ -60,9 +64,7 @@ def render_run(run: AnalysisRun, settings: Settings, on_rerun: Callable[[], None
         if 0 < size <= MAX_PLAYER_BYTES:
             st.video(str(asset.sanitized_path))
         else:  # Streamlit serves a video from memory: a very large one is not worth holding there
-            st.caption(
-                escape_markdown(f"The video ({human_bytes(size)}) is too large to play here: {asset.sanitized_path}")
-            )
+            show_caption(f"The video ({human_bytes(size)}) is too large to play here: {asset.sanitized_path}")
     with timeline:
         st.markdown("**What each round looked at**")
         st.plotly_chart(
@@ -86,14 +88,13 @@ def _rounds_and_download(run: AnalysisRun) -> None:
     result, asset = run.result, run.asset
     if result.rounds:
         st.subheader("Rounds")
+        duration_s = asset.sanitized.probe.duration_s if asset is not None else _cited_end(result)
         for record in result.rounds:
-            _round_expander(record, len(result.rounds))
+            _round_expander(record, len(result.rounds), duration_s)
 
     _extras(run)
     if asset is None:
-        st.caption(
-            "Gemini read the video from its URL; no copy was downloaded, so no provenance or metadata was read."
-        )
+        st.caption("Gemini read the video from its URL; no copy was downloaded, so no provenance or metadata was read.")
     else:
         _provenance(asset)
     name = asset.sha256[:12] if asset else "url"
@@ -117,15 +118,15 @@ def _model_line(result: AnalysisResult) -> str:
         parts.append(f"{model.device} {model.dtype or ''}".strip())
     parts.append(f"{len(result.rounds)} rounds" if result.rounds else "single answer")
     parts.append(f"{result.seconds:.1f} s")
-    return escape_markdown(" · ".join(parts))
+    return " · ".join(parts)
 
 
 def _frame_strip(asset: MediaAsset, settings: Settings, result: AnalysisResult, record: RoundRecord) -> None:
-    st.markdown(f"**Frames the last round saw** ({len(record.frame_timestamps)}, {escape_markdown(record.sampling)})")
+    st.markdown(md("**Frames the last round saw** ({}, {})", len(record.frame_timestamps), record.sampling))
     try:
         sample = round_frames(asset, settings, record, result.request.max_pixels)
     except VChatError as exc:
-        st.caption(escape_markdown(f"The frames cannot be shown: {exc.one_line()}"))
+        show_caption(f"The frames cannot be shown: {exc.one_line()}")
         return
     step = max(1, -(-len(sample.timestamps) // MAX_STRIP_FRAMES))
     picked = range(0, len(sample.timestamps), step)
@@ -136,7 +137,7 @@ def _frame_strip(asset: MediaAsset, settings: Settings, result: AnalysisResult, 
         output_format="JPEG",
     )
     if step > 1:
-        st.caption(f"Every {step}th frame shown.")
+        show_caption(f"Every {step}th frame shown.")
 
 
 def _segments(record: RoundRecord) -> str:
@@ -145,18 +146,26 @@ def _segments(record: RoundRecord) -> str:
     return ", ".join(f"{s.start_s:.1f}-{s.end_s:.1f} s" for s in record.segments)
 
 
-def _round_expander(record: RoundRecord, total: int) -> None:
+def _round_expander(record: RoundRecord, total: int, duration_s: float) -> None:
     label = (
         f"Round {record.round} of {total}: {record.sampling}, {len(record.frame_timestamps)} frames, "
-        f"segments {_segments(record)}"
+        f"segments {_segments(record)}" + (" (cut off)" if record.truncated else "")
     )
     with st.expander(label, expanded=False):
         st.markdown("**Reasoning**")
-        st.markdown(escape_markdown(record.reasoning) or "*(none given)*")
+        st.markdown(plain(annotate_times(record.reasoning or "", record, duration_s)) or "*(none given)*")
         st.markdown("**Answer in this round**")
-        st.markdown(escape_markdown(record.answer) or "*(none given)*")
+        st.markdown(plain(annotate_times(record.answer or "", record, duration_s)) or "*(none given)*")
+        if record.next_round:
+            show_caption(f"Next: {record.next_round}.")
         facts = {
+            "glue as written": record.glue if record.glue is not None else "-",
+            "glue read as": "seconds of the video" if record.glue_time == "video" else "times on the model's axis",
             "segments cited (video time)": _segments(record),
+            "periods these frames favour": ", ".join(
+                f"{s.start_s:.1f}-{s.end_s:.1f} s" for s in record.sampled_segments
+            )
+            or "none (uniform)",
             "frames at (s)": ", ".join(f"{t:.2f}" for t in record.frame_timestamps),
             "sampled fps": f"{record.sampled_fps:.3f}",
             "seconds per temporal step": f"{record.second_per_grid_t:.3f}" if record.second_per_grid_t else "-",
@@ -167,9 +176,9 @@ def _round_expander(record: RoundRecord, total: int) -> None:
         }
         st.dataframe(pd.DataFrame({"fact": list(facts), "value": list(facts.values())}), hide_index=True)
         for dropped in record.dropped_segments:
-            st.caption(escape_markdown(f"Dropped segment {dropped.text!r}: {dropped.reason}"))
+            show_caption(f"Dropped segment {dropped.text!r}: {dropped.reason}")
         for note in record.parse_notes:
-            st.caption(escape_markdown(note))
+            show_caption(note)
         st.markdown("**Prompt**")
         st.code(record.prompt, language="text", wrap_lines=True)
         st.markdown("**Raw output**")

@@ -16,7 +16,10 @@ import threading
 import streamlit as st
 from pydantic import ValidationError
 
-from core.config import get_settings
+from core.config import Settings, get_settings
+from core.errors import validation_message
+from core.media.scratch import sweep_stale
+from ui.feedback import show_error
 from ui.navigation import app_pages
 from ui.sidebar import render_sidebar
 from ui.state import absorb_query_params
@@ -30,10 +33,9 @@ def run_app() -> None:
     try:
         settings = get_settings()
     except ValidationError as exc:  # a VCHAT_ variable out of range: one line, no traceback
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        st.error(f"Setting {where}: {first['msg']}. Fix the environment and restart.")
+        show_error(f"{validation_message(exc, 'Setting ')}. Fix the environment and restart.")
         st.stop()
+    _sweep_once(settings)
     page = st.navigation(app_pages())
     st.sidebar.title("vChat")
     st.sidebar.caption("Ask questions about videos; see the frames and moments each answer rests on.")
@@ -43,6 +45,17 @@ def run_app() -> None:
         page.run()
     finally:
         _run.inside = False
+
+
+_swept: set[str] = set()
+
+
+def _sweep_once(settings: Settings) -> None:
+    """Remove, once per server process, what killed vChat processes left in the data dir."""
+    key = str(settings.data_dir)
+    if key not in _swept:
+        _swept.add(key)
+        sweep_stale(settings.data_dir)
 
 
 def inside_app() -> None:

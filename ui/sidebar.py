@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.analysis.choices import model_choices
 from core.config import Settings
 from core.models.base import MAX_REQUEST_FRAMES, MAX_ROUNDS
-from core.models.choices import model_choices
 from ui import state
+from ui.feedback import show_caption, show_success
 
 PIXEL_PATCHES = (64, 128, 192, 256, 384, 512, 768, 1024)  # 28x28 patches per frame
 
@@ -31,7 +32,7 @@ def render_sidebar(settings: Settings) -> None:
         key=state.MODEL_CHOICE,
         help="The local model runs on this machine; Gemini needs an API key; linked runs both.",
     )
-    side.caption(state.selected_choice(settings).help)
+    show_caption(state.selected_choice(settings).help, where=side)
 
     side.number_input(
         "Perception rounds",
@@ -61,13 +62,32 @@ def render_sidebar(settings: Settings) -> None:
 
     with side.expander("Gemini"):
         st.text_input("Gemini model", key=state.GEMINI_MODEL, help="e.g. gemini-flash-latest")
-        st.text_input(
-            "Gemini API key",
-            type="password",
-            key=state.GEMINI_KEY,
-            help="Kept in this browser session only; never stored or written into results.",
+        gemini_key_field(settings)
+
+
+def gemini_key_field(settings: Settings) -> None:
+    """The session's key is never shown: "set" with a Change button, or an empty password field
+    whose value moves into the session on Enter. Says which key Gemini calls use."""
+    server_key = settings.gemini_api_key is not None
+    if state.gemini_api_key():
+        show_success("Gemini key set for this session", icon=":material/key:")
+        st.button(
+            "Change",
+            key="gemini_key_change",
+            on_click=state.forget_gemini_key,
+            help="Forget this session's key and type another.",
         )
-        if settings.gemini_api_key is not None:
-            st.caption("The server has a GEMINI_API_KEY; a key typed here replaces it for this session.")
-        else:
-            st.caption("No server-side GEMINI_API_KEY: type a key to use Gemini.")
+        show_caption("Gemini calls use this key" + (" instead of the server's GEMINI_API_KEY." if server_key else "."))
+        return
+    st.text_input(
+        "Gemini API key",
+        type="password",
+        key=state.GEMINI_KEY_INPUT,
+        on_change=state.take_typed_gemini_key,
+        help="Press Enter: the key is kept in this browser session only; never stored or written into results.",
+    )
+    show_caption(
+        "The server has a GEMINI_API_KEY: Gemini calls use it. A key typed here replaces it."
+        if server_key
+        else "No server-side GEMINI_API_KEY: type a key to use Gemini."
+    )

@@ -13,6 +13,7 @@ from core.config import Settings
 from core.errors import InputError
 from core.models.gemini.video import is_youtube_url
 from ui import state
+from ui.feedback import md, show_info
 
 VIDEO_TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi", "mpeg", "mpg", "ts", "3gp", "ogv", "flv", "wmv"]
 MAX_LISTED = 500
@@ -58,7 +59,7 @@ def source_input(settings: Settings) -> SourceInput | None:
             "Video URL", key=SOURCE_URL, placeholder="https://www.youtube.com/watch?v=... or a direct .mp4 link"
         )
         reads_itself = False
-        if state.selected_choice(settings).backend == "gemini" and is_youtube_url(url):
+        if state.selected_choice(settings).capabilities.reads_urls and is_youtube_url(url):
             reads_itself = st.checkbox(
                 "Gemini reads the YouTube video itself (no download)",
                 key=GEMINI_READS_URL,
@@ -81,9 +82,9 @@ def source_input(settings: Settings) -> SourceInput | None:
         return SourceInput(upload, upload.name, upload.name)
     files = media_files(settings)
     if not files:
-        st.info(f"No videos in the media folder {settings.media_dir} yet. Copy files there, or use a URL or upload.")
+        show_info(f"No videos in the media folder {settings.media_dir} yet. Copy files there, or use a URL or upload.")
         return None
-    chosen = st.selectbox(f"File in {settings.media_dir}", files, key=SOURCE_FILE)
+    chosen = st.selectbox(md("File in {}", settings.media_dir), files, key=SOURCE_FILE)
     return SourceInput(chosen, None, Path(chosen).name) if chosen else None
 
 

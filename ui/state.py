@@ -1,7 +1,7 @@
 """Session state shared by the pages: the sidebar's settings, the model choice, the Gemini key.
 
 The sidebar's widgets use these keys, so every page reads the same values. The Gemini
-key lives only here (per browser session) and goes to `get_backend`, never into a request.
+key lives only here (per browser session) and goes to the engines, never into a request.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from core.analysis.choices import ModelChoice, choice_by_key
 from core.config import Settings
-from core.media.frames import DEFAULT_MAX_PIXELS
 from core.models.base import AnalysisRequest, GenerationSettings
-from core.models.choices import ModelChoice, choice_by_key
 
 MODEL_CHOICE = "model_choice"
 ROUNDS = "rounds"
@@ -24,7 +23,8 @@ MAX_NEW_TOKENS = "max_new_tokens"
 TEMPERATURE = "temperature"
 TOP_P = "top_p"
 REPETITION_PENALTY = "repetition_penalty"
-GEMINI_KEY = "gemini_api_key"
+GEMINI_KEY = "gemini_api_key"  # the session's key: never a widget's value, so never in the page
+GEMINI_KEY_INPUT = "gemini_api_key_input"  # the password field; emptied as soon as a key is typed
 GEMINI_MODEL = "gemini_model_name"
 
 # Names in the address bar that are moved into session state (the original README's bookmark).
@@ -32,16 +32,19 @@ QUERY_KEYS = (GEMINI_KEY, GEMINI_MODEL)
 
 
 def defaults(settings: Settings) -> dict[str, object]:
+    """The sidebar's starting values: the request's own defaults (one source for the CLI, jobs and here)."""
+    request = AnalysisRequest.model_fields
+    generation = GenerationSettings()
     return {
         MODEL_CHOICE: "local",
-        ROUNDS: 3,
-        FRAMES: 32,
+        ROUNDS: request["rounds"].default,
+        FRAMES: request["frames"].default,
         FPS: 0.0,
-        MAX_PIXELS: DEFAULT_MAX_PIXELS,
-        MAX_NEW_TOKENS: 512,
-        TEMPERATURE: 0.0,
-        TOP_P: 1.0,
-        REPETITION_PENALTY: 1.05,
+        MAX_PIXELS: request["max_pixels"].default,
+        MAX_NEW_TOKENS: generation.max_new_tokens,
+        TEMPERATURE: generation.temperature,
+        TOP_P: generation.top_p,
+        REPETITION_PENALTY: generation.repetition_penalty,
         GEMINI_KEY: "",
         GEMINI_MODEL: settings.gemini_model,
     }
@@ -62,6 +65,21 @@ def absorb_query_params() -> None:
             del st.query_params[key]
             if value.strip():
                 st.session_state[key] = value.strip()
+
+
+def take_typed_gemini_key() -> None:
+    """The password field's on_change: the typed key moves into the session and the field is
+    emptied, so the key does not stay in a widget (the sidebar then shows only that one is set)."""
+    typed = str(st.session_state.get(GEMINI_KEY_INPUT) or "").strip()
+    st.session_state[GEMINI_KEY_INPUT] = ""
+    if typed:
+        st.session_state[GEMINI_KEY] = typed
+
+
+def forget_gemini_key() -> None:
+    """The Change button: the session's key is dropped; the empty password field comes back."""
+    st.session_state[GEMINI_KEY] = ""
+    st.session_state.pop(GEMINI_KEY_INPUT, None)
 
 
 def gemini_api_key() -> str | None:
@@ -87,15 +105,15 @@ def request_settings() -> RequestSettings:
     state = st.session_state
     fps = float(state.get(FPS) or 0.0)
     return RequestSettings(
-        rounds=int(state.get(ROUNDS, 3)),
-        frames=int(state.get(FRAMES, 32)),
+        rounds=int(state[ROUNDS]),
+        frames=int(state[FRAMES]),
         fps=fps if fps > 0 else None,
-        max_pixels=int(state.get(MAX_PIXELS, DEFAULT_MAX_PIXELS)),
+        max_pixels=int(state[MAX_PIXELS]),
         generation=GenerationSettings(
-            max_new_tokens=int(state.get(MAX_NEW_TOKENS, 512)),
-            temperature=float(state.get(TEMPERATURE, 0.0)),
-            top_p=float(state.get(TOP_P, 1.0)),
-            repetition_penalty=float(state.get(REPETITION_PENALTY, 1.05)),
+            max_new_tokens=int(state[MAX_NEW_TOKENS]),
+            temperature=float(state[TEMPERATURE]),
+            top_p=float(state[TOP_P]),
+            repetition_penalty=float(state[REPETITION_PENALTY]),
         ),
     )
 

@@ -7,14 +7,18 @@ import re
 # CommonMark lets a backslash escape any ASCII punctuation; escaping all of it turns off
 # links, images, emphasis, headings, HTML and Streamlit's :directives: in untrusted text.
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# GFM also links bare URLs and e-mail addresses, found in the text after escapes are undone; an
+# invisible WORD JOINER after `http(s)`, `www` and `@` breaks those patterns, and reads the same.
+WORD_JOINER = "\u2060"
+_AUTOLINK = re.compile(r"(https?(?=://)|www(?=\.)|@)", re.IGNORECASE)
 
 
 def escape_markdown(text: str | None) -> str:
-    """`text` shown literally by st.markdown (line breaks kept)."""
+    """`text` shown literally by st.markdown (line breaks kept): no markup, HTML or link comes of it."""
     if not text:
         return ""
-    escaped = _PUNCTUATION.sub(r"\\\1", text.replace("\r\n", "\n"))
-    return escaped.replace("\n", "  \n")
+    unlinked = _AUTOLINK.sub(r"\1" + WORD_JOINER, text.replace("\r\n", "\n"))
+    return _PUNCTUATION.sub(r"\\\1", unlinked).replace("\n", "  \n")
 
 
 def human_bytes(size: int | float | None) -> str:
@@ -27,6 +31,3 @@ def human_bytes(size: int | float | None) -> str:
         value /= 1024
     return f"{value:.1f} TB"
 
-
-def seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f} s"

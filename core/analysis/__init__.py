@@ -1,1 +1,2 @@
-"""Analysis: the perception loop, and (later) factuality checks and reports."""
+"""Flows built on engines: the perception loop, the digest, linked mode, the runner and the result
+store (and the fact-check and batch flows)."""

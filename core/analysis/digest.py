@@ -11,14 +11,12 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, ValidationError
 
-from core.analysis.perception import check_span
+from core.analysis.spans import check_span
 from core.config import Settings
 from core.media.pipeline import MediaAsset
 from core.media.storage import atomic_write_json, read_json, settings_key
 from core.models.base import GeminiUsage
-from core.models.gemini.client import GeminiClient
-from core.models.gemini.generate import generate, parse_structured
-from core.models.gemini.video import file_input
+from core.models.gemini.engine import GeminiEngine
 
 DIGEST_VERSION = 1  # bump when the prompt or the schema changes: old cached digests are not reused
 CHARS_PER_TOKEN = 4  # rough, for trimming the context text to a token budget
@@ -127,7 +125,8 @@ def get_digest(
     refresh: bool = False,
 ) -> DigestRecord:
     """The digest of `asset`, from the cache unless `refresh` (or made now with one Gemini call)."""
-    client = GeminiClient(settings, api_key, model)
+    engine = GeminiEngine(settings, api_key)
+    client = engine.client(model=model)
     key = digest_key(settings, client.model)
     path = settings.data_dir / "digests" / asset.sha256 / f"{key}.json"
     stored = None if refresh else read_json(path)
@@ -141,10 +140,8 @@ def get_digest(
             return record
     started = time.perf_counter()
     usage = GeminiUsage(model=client.model)
-    with file_input(client, asset.sanitized_path, asset.sha256, usage.calls) as video:
-        usage.path_taken, usage.file_name = video.path_taken, video.file_name
-        generated = generate(client, [video.part, DIGEST_PROMPT], "for the digest", usage, schema=VideoDigest)
-    digest = parse_structured(client, generated, VideoDigest, "for the digest")
+    with engine.video(client, asset.sanitized_path, asset.sha256, usage) as video:
+        digest, _ = engine.ask(client, [video.part, DIGEST_PROMPT], "for the digest", usage, VideoDigest)
     notes = _clean_times(digest, asset.probe.duration_s)
     record = DigestRecord(
         digest=digest,

@@ -1,7 +1,5 @@
 """The media pipeline: fetch (URL guard, yt-dlp, uploads, local paths), probe, sanitize,
-provenance, frames. `prepare_media` runs it; `MediaAsset` is what it returns."""
+provenance, frames. `core.media.pipeline.prepare_media` runs it and returns a `MediaAsset`.
 
-from core.media.frames import FrameSample, FrameSource, frame_source
-from core.media.pipeline import MediaAsset, prepare_media
-
-__all__ = ["FrameSample", "FrameSource", "MediaAsset", "frame_source", "prepare_media"]
+Nothing is imported here, so `import core.media.storage` (for instance) does not pull yt-dlp and
+PyAV in with it: each module imports what it needs, where it needs it."""

@@ -7,10 +7,9 @@ same request again) are served from memory and only frames never seen are decode
 For the frames it must decode it picks the cheaper plan: one sequential pass from the
 start, or a seek to the keyframe before each wanted frame, counting frames to decode.
 
-Sampling: uniform (N frames at the centres of N equal spans of time), by fps with
-min/max counts, and the R1.5 weighted sampling (1.5x frame density inside given time
-segments, same total count). Frames are resized to a pixel budget in multiples of 28
-(the Qwen2.5-VL patch grid).
+Which frames to show is decided by `core.media.sampling` (the official VideoChat-R1.5 sampler,
+index for index); this module decodes exactly those. Frames are resized to a pixel budget in
+multiples of 28 (the Qwen2.5-VL patch grid).
 """
 
 from __future__ import annotations
@@ -19,8 +18,8 @@ import bisect
 import math
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +27,13 @@ import av
 import numpy as np
 
 from core.errors import InputError
+from core.media.sampling import FramePlan, plan_frames
+from core.media.sniff import open_media
 from core.media.storage import atomic_write_json, read_json
 
 PATCH_FACTOR = 28
 DEFAULT_MAX_PIXELS = 256 * 28 * 28
 DEFAULT_MIN_PIXELS = 4 * 28 * 28
-SEGMENT_DENSITY = 1.5
 # A seek costs about as much as decoding this many frames (demuxer flush and re-sync).
 SEEK_COST_FRAMES = 8
 MAX_FRAMES = 1024
@@ -61,70 +61,6 @@ def smart_resize(
     return h_bar, w_bar
 
 
-# --- choosing times ------------------------------------------------------------------------
-
-
-def merge_segments(segments: Sequence[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
-    """Clip segments to [0, duration], drop empty ones and merge overlaps."""
-    clipped = sorted((max(0.0, float(s)), min(duration, float(e))) for s, e in segments)
-    merged: list[tuple[float, float]] = []
-    for start, end in clipped:
-        if end <= start:
-            continue
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def uniform_times(n: int, duration: float) -> list[float]:
-    """Centres of `n` equal spans of [0, duration]."""
-    return [(i + 0.5) * duration / n for i in range(n)]
-
-
-def weighted_times(
-    n: int, duration: float, segments: Sequence[tuple[float, float]], density: float = SEGMENT_DENSITY
-) -> list[float]:
-    """`n` times whose density inside `segments` is `density` times that outside.
-
-    Inverse-CDF sampling of a piecewise-constant density at the quantiles (i + 0.5) / n.
-    """
-    spans = merge_segments(segments, duration)
-    if not spans:
-        return uniform_times(n, duration)
-    pieces: list[tuple[float, float, float]] = []  # (start, end, weight per second)
-    cursor = 0.0
-    for start, end in spans:
-        if start > cursor:
-            pieces.append((cursor, start, 1.0))
-        pieces.append((start, end, density))
-        cursor = end
-    if cursor < duration:
-        pieces.append((cursor, duration, 1.0))
-    total = sum((e - s) * w for s, e, w in pieces)
-    times = []
-    piece_index, mass_before = 0, 0.0
-    for i in range(n):
-        target = (i + 0.5) / n * total
-        while piece_index < len(pieces) - 1:
-            s, e, w = pieces[piece_index]
-            if mass_before + (e - s) * w >= target:
-                break
-            mass_before += (e - s) * w
-            piece_index += 1
-        s, e, w = pieces[piece_index]
-        times.append(min(e, s + (target - mass_before) / w))
-    return times
-
-
-def expected_share_inside(
-    duration: float, segments: Sequence[tuple[float, float]], density: float = SEGMENT_DENSITY
-) -> float:
-    inside = sum(e - s for s, e in merge_segments(segments, duration))
-    return density * inside / (density * inside + (duration - inside))
-
-
 # --- the frame index -------------------------------------------------------------------------
 
 
@@ -136,8 +72,9 @@ class FrameIndex:
     keyframe: list[bool]
     time_base: float
     start_s: float
-    width: int
+    width: int  # the picture as it is shown: stored width times the pixel aspect ratio
     height: int
+    frame_step_s: float = 0.0  # how long one frame lasts (packet duration, else the nominal rate)
 
     @property
     def count(self) -> int:
@@ -147,11 +84,17 @@ class FrameIndex:
         return self.pts[i] * self.time_base - self.start_s
 
     @property
+    def step_s(self) -> float:
+        """One frame's duration: the average spacing of the frames, else the recorded step."""
+        if self.count > 1:
+            return (self.pts[-1] - self.pts[0]) / (self.count - 1) * self.time_base
+        return self.frame_step_s
+
+    @property
     def duration_s(self) -> float:
         if not self.pts:
             return 0.0
-        step = (self.pts[-1] - self.pts[0]) / max(1, self.count - 1) * self.time_base
-        return self.seconds(self.count - 1) + step
+        return self.seconds(self.count - 1) + self.step_s
 
     @property
     def fps(self) -> float:
@@ -172,15 +115,29 @@ class FrameIndex:
         return i
 
 
-def build_frame_index(path: Path) -> FrameIndex:
+DEFAULT_FRAME_STEP_S = 1 / 25  # a single frame with no duration and no rate
+
+
+def build_frame_index(path: Path, demuxer: str = "mov") -> FrameIndex:
     """Demux (without decoding) the first video stream and list its frames in time order."""
-    with av.open(str(path)) as container:
+    with open_media(path, demuxer) as container:
         stream = container.streams.video[0]
-        entries = [(p.pts, p.is_keyframe) for p in container.demux(stream) if p.pts is not None and p.size]
+        entries = []
+        durations = []
+        for packet in _packets(container, stream):
+            if packet.pts is not None and packet.size:
+                entries.append((packet.pts, packet.is_keyframe))
+                if packet.duration:
+                    durations.append(packet.duration)
         time_base = float(stream.time_base)
         width, height = stream.codec_context.width, stream.codec_context.height
+        sar = stream.sample_aspect_ratio
+        if sar and 0.1 <= float(sar) <= 10 and float(sar) != 1:
+            width = round(width * float(sar))
+        rate = stream.average_rate or stream.guessed_rate
         start = stream.start_time if stream.start_time is not None else (min(e[0] for e in entries) if entries else 0)
     entries.sort()
+    step = durations[-1] * time_base if durations else (1 / float(rate) if rate else DEFAULT_FRAME_STEP_S)
     return FrameIndex(
         pts=[pts for pts, _ in entries],
         keyframe=[key for _, key in entries] if entries else [],
@@ -188,7 +145,16 @@ def build_frame_index(path: Path) -> FrameIndex:
         start_s=start * time_base,
         width=width,
         height=height,
+        frame_step_s=step,
     )
+
+
+def _packets(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> Iterator[av.Packet]:
+    """The stream's packets, up to the first point the container cannot be read past."""
+    try:
+        yield from container.demux(stream)
+    except av.error.FFmpegError:
+        return
 
 
 def load_frame_index(path: Path) -> FrameIndex:
@@ -196,7 +162,7 @@ def load_frame_index(path: Path) -> FrameIndex:
     cache = path.with_name(path.name + ".frames.json")
     stat = path.stat()
     stored = read_json(cache)
-    fields = ("pts", "keyframe", "time_base", "start_s", "width", "height")
+    fields = ("pts", "keyframe", "time_base", "start_s", "width", "height", "frame_step_s")
     if (
         stored
         and stored.get("size") == stat.st_size
@@ -218,7 +184,7 @@ def load_frame_index(path: Path) -> FrameIndex:
 
 @dataclass
 class FrameSample:
-    """Frames (N, H, W, 3 uint8 RGB) with the true time and index of each."""
+    """Frames (N, H, W, 3 uint8 RGB) with the true time and index of each, and how they were chosen."""
 
     frames: np.ndarray
     timestamps: list[float]
@@ -227,23 +193,30 @@ class FrameSample:
     total_frames: int
     duration_s: float
     sampling: str
-    segments: list[tuple[float, float]] = field(default_factory=list)
+    segments: list[tuple[float, float]] = field(default_factory=list)  # the glue's spans, as frames (s)
+    nframes: int = 0  # the count the official rule asked for (0: the number of indices)
     # Frames the decoder produced for this request (0 when all came from memory), and how
     # many of the returned frames were not in memory before.
     decoded_frames: int = 0
     new_frames: int = 0
     plan: str = "memory"
     seconds: float = 0.0
+    # Indices that could not be decoded (damaged data) and show their nearest decoded neighbour.
+    substituted: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the sampler did that the official one would not
 
     @property
     def sampled_fps(self) -> float:
-        """Frames per second of video time, as sampled (for the model's time positions)."""
-        return len(self.indices) / self.duration_s if self.duration_s > 0 else 0.0
+        """The rate the model's time axis assumes: the official n / T * video fps."""
+        count = self.nframes or len(self.indices)
+        return count / self.total_frames * self.video_fps if self.total_frames else 0.0
 
     def video_metadata(self) -> dict[str, object]:
-        """The sampled frames' real fps and indices, in the form transformers' processors take."""
+        """The sampled frames' indices and rate, in the form transformers' processors take. The
+        processor derives its rate as len(indices) / total * fps; `fps` is set so that this equals
+        the official n / T * video fps even when the frames are fewer than n (duplicates merged)."""
         return {
-            "fps": self.video_fps,
+            "fps": self.sampled_fps * self.total_frames / max(len(self.indices), 1),
             "total_num_frames": self.total_frames,
             "duration": self.duration_s,
             "frames_indices": list(self.indices),
@@ -258,10 +231,13 @@ class FrameSample:
             "segments": self.segments,
             "size": list(self.frames.shape[1:3]) if self.frames.size else [],
             "video_fps": round(self.video_fps, 3),
+            "sampled_fps": round(self.sampled_fps, 4),
             "duration_s": round(self.duration_s, 3),
             "decoded_frames": self.decoded_frames,
             "new_frames": self.new_frames,
             "plan": self.plan,
+            "substituted": self.substituted,
+            "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
 
@@ -279,103 +255,55 @@ class FrameSource:
         self._cache_limit = cache_bytes
         self._lock = threading.Lock()
         self.frames_decoded_total = 0  # frames the decoder has produced over this source's life
+        self.decode_errors = 0  # packets that did not decode
+        self.substituted: set[int] = set()  # frames never decoded, served by their nearest neighbour
+        self.decode_counts: Counter[int] = Counter()  # how often each wanted frame came out of the decoder
 
     # -- public sampling -----------------------------------------------------------------
+    def plan(
+        self,
+        frames: int | None = None,
+        fps: float | None = None,
+        key_time: Sequence[tuple[float, float]] | None = None,
+    ) -> FramePlan:
+        """The official sampler's frames for this video (see core.media.sampling)."""
+        if frames is not None:
+            _check_count(frames)
+        return plan_frames(self.index.count, self.index.fps, frames=frames, fps=fps, key_time=key_time)
+
+    def sample(
+        self, plan: FramePlan, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS
+    ) -> FrameSample:
+        """Exactly the plan's frames, decoding only those not in memory at this size."""
+        sample = self.sample_indices(plan.indices, max_pixels, min_pixels, sampling=plan.sampling)
+        sample.nframes = plan.nframes
+        sample.notes = list(plan.notes)
+        sample.segments = [
+            (self.index.seconds(start), self.index.seconds(end) + self.index.step_s) for start, end in plan.key_ranges
+        ]
+        return sample
+
     def sample_uniform(
+        self, n: int, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS
+    ) -> FrameSample:
+        """`n` frames as a first round (no glue) takes them."""
+        return self.sample(self.plan(frames=n), max_pixels, min_pixels)
+
+    def sample_indices(
         self,
-        n: int,
+        indices: Sequence[int],
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_pixels: int = DEFAULT_MIN_PIXELS,
-        pool: Sequence[int] | None = None,
+        sampling: str = "indices",
     ) -> FrameSample:
-        n = _check_count(n)
-        times = uniform_times(n, self.index.duration_s)
-        return self._sample(times, "uniform", [], max_pixels, min_pixels, pool)
-
-    def count_for_fps(self, fps: float, min_frames: int = 4, max_frames: int = 256) -> int:
-        if fps <= 0:
-            raise InputError("fps must be above 0.")
-        return _check_count(min(max_frames, max(min_frames, round(self.index.duration_s * fps))))
-
-    def sample_fps(
-        self,
-        fps: float,
-        min_frames: int = 4,
-        max_frames: int = 256,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        min_pixels: int = DEFAULT_MIN_PIXELS,
-        pool: Sequence[int] | None = None,
-    ) -> FrameSample:
-        n = self.count_for_fps(fps, min_frames, max_frames)
-        times = uniform_times(n, self.index.duration_s)
-        return self._sample(times, f"fps={fps:g}", [], max_pixels, min_pixels, pool)
-
-    def sample_weighted(
-        self,
-        n: int,
-        segments: Sequence[tuple[float, float]],
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        min_pixels: int = DEFAULT_MIN_PIXELS,
-        pool: Sequence[int] | None = None,
-    ) -> FrameSample:
-        n = _check_count(n)
-        spans = merge_segments(segments, self.index.duration_s)
-        times = weighted_times(n, self.index.duration_s, spans)
-        return self._sample(times, "weighted" if spans else "uniform", spans, max_pixels, min_pixels, pool)
-
-    def pool_indices(self, n: int) -> list[int]:
-        """A uniform pool of `n` frames to decode once and serve several rounds from."""
-        return self._pick_indices(uniform_times(min(n, self.index.count), self.index.duration_s))
-
-    def prefetch(
-        self, indices: Sequence[int], max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS
-    ) -> int:
-        """Decode `indices` (those not in memory) at the size a sample would use; return
-        how many frames the decoder produced."""
-        height, width = smart_resize(self.index.height, self.index.width, min_pixels=min_pixels, max_pixels=max_pixels)
-        with self._lock:
-            missing = sorted(i for i in set(indices) if (i, height, width) not in self._cache)
-            before = self.frames_decoded_total
-            if missing:
-                self._decode(missing, width, height)
-            return self.frames_decoded_total - before
-
-    # -- internals -----------------------------------------------------------------------
-    def _pick_indices(self, times: list[float], pool: Sequence[int] | None = None) -> list[int]:
-        """Nearest distinct frames to `times`, in time order (all frames if too few).
-
-        With a `pool`, frames are chosen among the pool's frames only."""
-        candidates = sorted(set(pool)) if pool is not None else list(range(self.index.count))
-        if len(times) >= len(candidates):
-            return candidates
-        chosen: list[int] = []
-        taken: set[int] = set()
-        for t in times:
-            target = self.index.nearest(t)
-            j = bisect.bisect_left(candidates, target)
-            options = sorted(
-                (c for c in candidates[max(0, j - len(times)) : j + len(times) + 1] if c not in taken),
-                key=lambda c: (abs(self.index.seconds(c) - t), c),
-            )
-            pick = options[0] if options else next(c for c in candidates if c not in taken)
-            taken.add(pick)
-            chosen.append(pick)
-        return sorted(chosen)
-
-    def _sample(
-        self,
-        times: list[float],
-        sampling: str,
-        segments: list[tuple[float, float]],
-        max_pixels: int,
-        min_pixels: int,
-        pool: Sequence[int] | None = None,
-    ) -> FrameSample:
+        """The frames at `indices` (in this order, repeats allowed), e.g. those a stored round saw."""
         started = time.perf_counter()
-        indices = self._pick_indices(times, pool)
+        indices = [int(i) for i in indices]
+        if not indices or min(indices) < 0 or max(indices) >= self.index.count:
+            raise InputError(f"'{self.path.name}' has no frames at {indices[:8]} (it has {self.index.count}).")
         height, width = smart_resize(self.index.height, self.index.width, min_pixels=min_pixels, max_pixels=max_pixels)
         with self._lock:
-            missing = [i for i in indices if (i, height, width) not in self._cache]
+            missing = sorted({i for i in indices if (i, height, width) not in self._cache})
             decoded_before = self.frames_decoded_total
             plan = self._decode(missing, width, height) if missing else "memory"
             decoded = self.frames_decoded_total - decoded_before
@@ -390,13 +318,14 @@ class FrameSource:
             total_frames=self.index.count,
             duration_s=self.index.duration_s,
             sampling=sampling,
-            segments=segments,
             decoded_frames=decoded,
             new_frames=len(missing),
             plan=plan,
+            substituted=[i for i in indices if i in self.substituted],
             seconds=time.perf_counter() - started,
         )
 
+    # -- internals -----------------------------------------------------------------------
     def plan_costs(self, wanted: list[int]) -> tuple[int, int]:
         """(frames to decode sequentially, frame-equivalents to decode by seeking)."""
         sequential = wanted[-1] + 1
@@ -426,19 +355,34 @@ class FrameSource:
         plan = "sequential" if sequential <= seek_cost else "seek"
         wanted_by_pts = {self.index.pts[i]: i for i in wanted}
         remaining = set(wanted)
-        with av.open(str(self.path)) as container:
+        with open_media(self.path, "mov") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if plan == "sequential":
-                self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, max(wanted))
+                self._collect(self._decoded(container, stream), wanted_by_pts, remaining, width, height, max(wanted))
             else:
                 for first, last in self._seek_runs(wanted):
                     key = self.index.keyframe_before(first)
-                    container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
-                    self._collect(container.decode(stream), wanted_by_pts, remaining, width, height, last)
+                    try:
+                        container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
+                    except av.error.FFmpegError:
+                        continue  # the frames of this run are served by their neighbours below
+                    self._collect(self._decoded(container, stream), wanted_by_pts, remaining, width, height, last)
         for i in sorted(remaining):  # a frame the decoder never produced: serve its nearest neighbour
             self._store((i, height, width), self._nearest_cached(i, width, height))
+            self.substituted.add(i)
         return plan
+
+    def _decoded(
+        self, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    ) -> Iterator[av.VideoFrame]:
+        """Frames of `stream` from the container's position on; a packet that does not decode
+        (damaged bytes in the middle of a file) is skipped and counted, not fatal."""
+        for packet in _packets(container, stream):
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError:
+                self.decode_errors += 1
 
     def _collect(
         self,
@@ -456,6 +400,7 @@ class FrameSource:
             index = wanted_by_pts.get(frame.pts)
             if index is not None and index in remaining:
                 self._store((index, height, width), frame.to_ndarray(format="rgb24", width=width, height=height))
+                self.decode_counts[index] += 1
                 remaining.discard(index)
             if (frame.pts is not None and frame.pts >= last_pts) or not remaining:
                 break

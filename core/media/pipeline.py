@@ -15,12 +15,13 @@ from pydantic import BaseModel
 
 from core.config import Settings
 from core.errors import LimitExceeded, MediaError
-from core.media.fetch import ProgressFn, fetch_url, ingest_local, ingest_upload, looks_like_url
+from core.media.fetch import ingest_local, ingest_upload, looks_like_url
 from core.media.frames import FrameSource, frame_source
-from core.media.probe import ProbeInfo, probe
+from core.media.probe import PROBE_VERSION, ProbeInfo, probe
 from core.media.provenance import Provenance, SourceInfo, read_provenance
 from core.media.sanitize import SanitizeResult, sanitize, sanitize_key
 from core.media.storage import MediaStore, atomic_write_json, read_json
+from core.progress import ProgressFn, no_progress
 
 
 class MediaAsset(BaseModel):
@@ -44,10 +45,6 @@ class MediaAsset(BaseModel):
         return frame_source(self.sanitized_path, settings.frame_cache_mb * 1024 * 1024)
 
 
-def _noop(stage: str, fraction: float | None, message: str) -> None:
-    pass
-
-
 def prepare_media(
     source: str | Path | BinaryIO,
     settings: Settings,
@@ -55,44 +52,48 @@ def prepare_media(
     progress: ProgressFn | None = None,
 ) -> MediaAsset:
     """Fetch, check, read provenance of and sanitize `source`; reuse every stored step."""
-    report = progress or _noop
+    report = progress or no_progress
     store = MediaStore(settings)
     reused = False
-    report("fetch", None, "fetching")
+    report("fetch", "reading the source", None)
     if isinstance(source, (str, Path)) and looks_like_url(str(source)):
+        from core.media.download import fetch_url  # yt-dlp is imported only when a URL is fetched
+
         sha, original, origin, reused = fetch_url(str(source), settings, store, progress)
     elif isinstance(source, (str, Path)):
         sha, original, origin = ingest_local(source, settings, store)
     else:
         sha, original, origin = ingest_upload(source, filename, settings, store)
 
-    provenance_file = store.result_path(sha, "provenance.json")
-    stored = read_json(provenance_file)
-    if stored:
-        provenance = Provenance(**stored)
-    else:
-        report("provenance", None, "reading metadata and C2PA")
-        provenance = read_provenance(original, sha)
-        atomic_write_json(provenance_file, provenance.model_dump())
-
-    probe_file = store.result_path(sha, "probe.json")
+    name = origin.filename or origin.url
+    probe_file = store.result_path(sha, f"probe-v{PROBE_VERSION}.json")
     stored = read_json(probe_file)
     if stored:
         info = ProbeInfo(**stored)
     else:
-        report("probe", None, "checking the video")
+        report("probe", "checking the video", None)
         try:
-            info = probe(original, settings, name=origin.filename or origin.url)
+            info = probe(original, settings, name=name)
         except MediaError:
             # Not a usable video: keep nothing of it (the next try fails the same way).
             shutil.rmtree(store.object_dir(sha), ignore_errors=True)
             raise
         atomic_write_json(probe_file, info.model_dump())
-    if info.duration_s > settings.max_duration_s:
+    if info.content_duration_s > settings.max_duration_s:
         raise LimitExceeded(
-            f"The video is {info.duration_s:.0f} s long; the limit is {settings.max_duration_s:g} s.",
+            f"The video is {info.content_duration_s:.0f} s long; the limit is {settings.max_duration_s:g} s.",
             "Raise VCHAT_MAX_DURATION_S, or use a shorter clip.",
         )
+
+    # Read after the probe: only a file known to be media is opened again (with the same demuxer).
+    provenance_file = store.result_path(sha, "provenance.json")
+    stored = read_json(provenance_file)
+    if stored:
+        provenance = Provenance(**stored)
+    else:
+        report("provenance", "reading metadata and C2PA", None)
+        provenance = read_provenance(original, sha, info.demuxer)
+        atomic_write_json(provenance_file, provenance.model_dump())
 
     key = sanitize_key(settings)
     target = store.result_path(sha, f"sanitized/{key}.mp4")
@@ -103,10 +104,10 @@ def prepare_media(
         sanitized.reused = True
         sanitized.path = str(target)
     else:
-        report("sanitize", None, "making a clean mp4")
-        sanitized = sanitize(original, info, target, settings, name=origin.filename or origin.url)
+        report("sanitize", "making a clean mp4", None)
+        sanitized = sanitize(original, info, target, settings, name=name, progress=report)
         atomic_write_json(result_file, sanitized.model_dump())
-    report("ready", 1.0, "ready")
+    report("ready", "ready", 1.0)
     return MediaAsset(
         sha256=sha,
         original_path=str(original),

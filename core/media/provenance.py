@@ -12,8 +12,9 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import av
 from pydantic import BaseModel, Field
+
+from core.media.sniff import open_media
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +131,16 @@ def read_c2pa(path: Path) -> C2paInfo:
     )
 
 
-def read_provenance(path: Path, sha256: str) -> Provenance:
-    """Container metadata and C2PA state of the original file at `path`."""
+def read_provenance(path: Path, sha256: str, demuxer: str) -> Provenance:
+    """Container metadata and C2PA state of the original file at `path`, opened with the demuxer
+    the probe chose (`core.media.sniff`: never a fresh probe that could follow a reference)."""
     container_tags: dict[str, str] = {}
     stream_tags: dict[str, dict[str, str]] = {}
     container_name = None
+    import av
+
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        with open_media(path, demuxer) as container:
             container_name = container.format.name
             container_tags = _clean_tags(dict(container.metadata))
             for stream in container.streams:

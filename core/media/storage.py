@@ -6,7 +6,9 @@ Layout under `<data dir>/media`:
     objects/<sha[:2]>/<sha256>/sanitized/<key>.mp4 (+ .json, .frames.json)
     urls/<key>.json                              URL + fetch settings -> sha256
 Every write goes to a temporary name first and is renamed into place, so a crash or a
-refusal never leaves a half-written file where a reader would take it for a result.
+refusal never leaves a half-written file where a reader would take it for a result; the
+temporary names carry their owner process (core.media.scratch), so what a killed process
+leaves is swept when the next one starts.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ import json
 import os
 import re
 import shutil
-import tempfile
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from core.config import Settings
+from core.media.scratch import scratch_dir, temporary_name
 
 CHUNK = 1024 * 1024
 _EXT_RE = re.compile(r"^[a-z0-9]{1,8}$")
@@ -45,7 +46,7 @@ def safe_extension(name: str | None) -> str:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temporary_name(path)
     try:
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -96,7 +97,7 @@ class MediaStore:
         folder = self.object_dir(sha256)
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"original.{extension}"
-        staging = folder / f".original.{uuid.uuid4().hex}.tmp"
+        staging = temporary_name(target)
         try:
             if move:
                 shutil.move(str(path), staging)
@@ -120,14 +121,11 @@ class MediaStore:
 
     # -- scratch space ----------------------------------------------------------------------
     @contextmanager
-    def scratch_dir(self) -> Iterator[Path]:
-        """A private temporary folder under the data dir, removed whatever happens."""
-        self.tmp_root.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="fetch-", dir=self.tmp_root))
-        try:
+    def scratch_dir(self, kind: str = "fetch") -> Iterator[Path]:
+        """A private temporary folder under the data dir, removed whatever happens (and swept
+        by the next process to start, should this one be killed)."""
+        with scratch_dir(self.tmp_root, kind) as folder:
             yield folder
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def copy_stream_hashing(src: BinaryIO, dest: Path, max_bytes: int) -> tuple[str, int]:

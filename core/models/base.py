@@ -1,19 +1,18 @@
-"""The backend interface: what pages, jobs and the CLI give a model and get back.
+"""What pages, jobs and the CLI give a model and get back: the request, the result, its rounds.
 
-Pages and jobs never name a model family: they build an `AnalysisRequest`, look a backend
-up in the registry (`core.models.registry`) and receive an `AnalysisResult`.
+Pages and jobs never name a model family: they build an `AnalysisRequest`, hand it with a model's
+name to `core.analysis.runner.run_analysis` and receive an `AnalysisResult`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from core.errors import InputError
 from core.media.frames import DEFAULT_MAX_PIXELS
-from core.media.pipeline import MediaAsset
 
 MAX_QUESTION_CHARS = 4000
 MAX_ROUNDS = 5
@@ -24,7 +23,7 @@ StreamFn = Callable[[int, str], None]
 
 
 class GenerationSettings(BaseModel):
-    max_new_tokens: int = Field(512, ge=1, le=8192)
+    max_new_tokens: int = Field(2048, ge=1, le=8192)  # the official loop's budget
     temperature: float = Field(0.0, ge=0.0, le=2.0)  # 0 = greedy
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     repetition_penalty: float = Field(1.05, ge=0.5, le=2.0)
@@ -91,11 +90,11 @@ class AnalysisRequest(BaseModel):
 
 
 class Segment(BaseModel):
-    """A time span of the video, in the video's seconds (mapped from the model's time)."""
+    """A time span of the video, in the video's seconds."""
 
     start_s: float
     end_s: float
-    model_start_s: float | None = None  # as the model named it, on its uniform time axis
+    model_start_s: float | None = None  # the numbers as the model wrote them (its glue)
     model_end_s: float | None = None
 
 
@@ -112,12 +111,18 @@ class RoundRecord(BaseModel):
     raw_output: str
     reasoning: str | None = None
     answer: str | None = None
-    segments: list[Segment] = Field(default_factory=list)
+    glue: str | None = None  # the first <glue> as the model wrote it
+    glue_time: Literal["video", "model-axis"] = "video"  # how the glue's numbers were read
+    segments: list[Segment] = Field(default_factory=list)  # the glue's periods, video seconds (next round)
     dropped_segments: list[DroppedSegment] = Field(default_factory=list)
     parse_notes: list[str] = Field(default_factory=list)
+    next_round: str | None = None  # what the next round does with this round's glue
+    truncated: bool = False  # cut off by max_new_tokens before its tags closed
     sampling: str
+    sampled_segments: list[Segment] = Field(default_factory=list)  # periods this round's frames favour
     frame_timestamps: list[float]
     frame_indices: list[int]
+    nframes: int = 0  # the frame count the official sampler asked for
     sampled_fps: float
     second_per_grid_t: float | None = None
     uniformity_departure_s: float = 0.0  # largest distance of a frame from the uniform grid
@@ -140,7 +145,7 @@ class GeminiUsage(BaseModel):
     """What the Gemini calls behind a result cost and which way the video went."""
 
     model: str
-    path_taken: str | None = None  # inline | upload | youtube
+    path_taken: Literal["inline", "upload", "youtube"] | None = None
     file_name: str | None = None
     reused_upload: bool = False
     calls: list[ServiceCall] = Field(default_factory=list)
@@ -158,7 +163,7 @@ class LinkedComparison(BaseModel):
 
     local_answer: str
     gemini_answer: str
-    agreement: str  # agree | disagree | partly | unclear
+    agreement: Literal["agree", "disagree", "partly", "unclear"]
     method: str  # how agreement was judged (exact short answers, or Gemini as judge)
     explanation: str = ""
     local_segments: list[Segment] = Field(default_factory=list)
@@ -189,17 +194,3 @@ class AnalysisResult(BaseModel):
     gemini: GeminiUsage | None = None  # the Gemini calls behind this result, if any
     gemini_rounds: list[RoundRecord] = Field(default_factory=list)  # linked mode: Gemini's own answer
     linked: LinkedComparison | None = None
-
-
-class Backend(Protocol):
-    """A model that answers a question about a video."""
-
-    name: str
-
-    def check(self, request: AnalysisRequest | None = None) -> None:
-        """Raise a VChatError now if this backend cannot run (missing weights, unknown adapter, no key...)."""
-        ...
-
-    def analyze(
-        self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None
-    ) -> AnalysisResult: ...

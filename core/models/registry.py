@@ -1,4 +1,5 @@
-"""The backends by name, so pages, jobs and the CLI never name a model family."""
+"""The engines by name. Adding an engine is one module (see core/models/engine.py) and one line here;
+flows, model choices and result keys follow from what the engine declares."""
 
 from __future__ import annotations
 
@@ -7,48 +8,41 @@ from pathlib import Path
 
 from core.config import Settings
 from core.errors import InputError
-from core.models.base import Backend
+from core.models.engine import Engine
 
 # (settings, local model path or None, Gemini API key given by the user or None)
-BackendFactory = Callable[[Settings, Path | None, str | None], Backend]
+EngineFactory = Callable[[Settings, Path | None, str | None], Engine]
 
 
-def _local(settings: Settings, model_path: Path | None, gemini_api_key: str | None) -> Backend:
-    from core.models.local.backend import LocalBackend
+def _local(settings: Settings, model_path: Path | None, api_key: str | None) -> Engine:
+    from core.models.local.engine import LocalEngine
 
-    return LocalBackend(settings, model_path)
-
-
-def _gemini(settings: Settings, model_path: Path | None, gemini_api_key: str | None) -> Backend:
-    from core.models.gemini.backend import GeminiBackend
-
-    return GeminiBackend(settings, api_key=gemini_api_key)
+    return LocalEngine(settings, model_path)
 
 
-def _linked(settings: Settings, model_path: Path | None, gemini_api_key: str | None) -> Backend:
-    from core.models.linked import LinkedBackend
+def _gemini(settings: Settings, model_path: Path | None, api_key: str | None) -> Engine:
+    from core.models.gemini.engine import GeminiEngine
 
-    return LinkedBackend(settings, model_path, api_key=gemini_api_key)
-
-
-_FACTORIES: dict[str, BackendFactory] = {"local": _local, "gemini": _gemini, "linked": _linked}
+    return GeminiEngine(settings, api_key)
 
 
-def register(name: str, factory: BackendFactory) -> None:
-    _FACTORIES[name] = factory
+ENGINES: dict[str, EngineFactory] = {
+    "local": _local,
+    "gemini": _gemini,
+}
 
 
-def backend_names() -> list[str]:
-    return sorted(_FACTORIES)
+def engine_names() -> list[str]:
+    return list(ENGINES)
 
 
-def get_backend(
+def get_engine(
     name: str, settings: Settings, model_path: Path | None = None, gemini_api_key: str | None = None
-) -> Backend:
-    """The backend called `name`. The Gemini key, when the user typed one, overrides GEMINI_API_KEY;
-    it travels here and never inside the request, so it cannot reach a stored result."""
+) -> Engine:
+    """The engine called `name`. The Gemini key, when the user typed one, overrides GEMINI_API_KEY; it
+    travels here and never inside a request, so it cannot reach a stored result."""
     try:
-        factory = _FACTORIES[name]
+        factory = ENGINES[name]
     except KeyError:
-        raise InputError(f"Unknown model '{name}'.", f"Choose one of: {', '.join(backend_names())}.") from None
+        raise InputError(f"Unknown engine '{name}'.", f"Choose one of: {', '.join(engine_names())}.") from None
     return factory(settings, model_path, gemini_api_key)

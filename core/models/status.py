@@ -14,6 +14,7 @@ from core.errors import VChatError
 from core.models.base import ModelInfo
 from core.models.gemini.client import GeminiClient
 from core.models.local import loading
+from core.models.local.host import HOST
 
 
 class LoadedModelStatus(BaseModel):
@@ -43,7 +44,7 @@ class Reachability(BaseModel):
 
 def loaded_model_status() -> LoadedModelStatus | None:
     """The local model this process holds, or None (loads nothing)."""
-    loaded = loading.current_local_model()
+    loaded = HOST.loaded
     if loaded is None:
         return None
     parameters = weights = 0

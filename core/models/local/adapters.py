@@ -201,9 +201,9 @@ def _ensure_loaded(loaded: LoadedModel, info: AdapterInfo) -> str:
                 loaded.peft.load_adapter(str(info.path), adapter_name=name)
     except Exception as exc:
         if first:  # the base model may hold half-injected layers: reload it on the next request
-            from core.models.local.loading import unload_local_model
+            from core.models.local.host import HOST
 
-            unload_local_model()
+            HOST.discard()
         elif name in loaded.peft.peft_config:
             loaded.peft.delete_adapter(name)
         raise InputError(f"The adapter '{info.name}' could not be loaded: {type(exc).__name__}: {exc}") from exc

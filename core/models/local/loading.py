@@ -1,4 +1,4 @@
-"""Loading the local VideoChat-R1.5 model, once per process.
+"""Loading the local VideoChat-R1.5 model (the host, `core.models.local.host`, keeps one per process).
 
 Where the weights come from, in this order: an explicit path (`--model-path` or
 `VCHAT_MODEL_PATH`); a pre-seeded `./VideoChat-R1` folder; the hub id `VCHAT_MODEL_ID`
@@ -144,7 +144,7 @@ def _device_and_dtype(settings: Settings) -> tuple[str, Any, str, dict[str, Any]
 
 
 def load_model(settings: Settings, source: ModelSource) -> LoadedModel:
-    """Load the processor and model (use `get_local_model` to share one per process)."""
+    """Load the processor and model (the process's one copy is `core.models.local.host.HOST`'s)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from transformers.utils import logging as hf_logging
 
@@ -170,42 +170,3 @@ def load_model(settings: Settings, source: ModelSource) -> LoadedModel:
         load_seconds=round(time.perf_counter() - started, 3),
     )
     return LoadedModel(model, processor, info)
-
-
-_loaded: dict[str, LoadedModel] = {}
-_load_lock = threading.Lock()
-
-
-def get_local_model(settings: Settings, model_path: Path | None = None) -> LoadedModel:
-    """The process's one loaded model; loading another path replaces it (never two copies)."""
-    source = resolve_source(settings, model_path)
-    key = f"{source.path}|{settings.quantization}"
-    with _load_lock:
-        if key in _loaded:
-            return _loaded[key]
-        unload_local_model()
-        loaded = load_model(settings, source)
-        _loaded[key] = loaded
-        return loaded
-
-
-def current_local_model() -> LoadedModel | None:
-    """The model this process holds, if any (a page asks before starting a GPU training run).
-    Takes no lock: a page asking while a load runs gets None at once instead of waiting for it."""
-    held = tuple(_loaded.values())  # one C-level copy under the GIL: never sees the dict mid-change
-    return held[0] if held else None
-
-
-def unload_local_model() -> None:
-    """Drop the loaded model and free its GPU memory."""
-    _loaded.clear()
-    import gc
-
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass

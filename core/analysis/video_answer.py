@@ -1,29 +1,20 @@
-"""The Gemini backend: one question, one schema-checked answer with the time spans it rests on."""
+"""One question, one schema-checked answer from an engine that watches the whole video (Gemini),
+with the time spans the answer rests on; and the same from a public YouTube URL."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from core.analysis.perception import check_span
-from core.config import Settings
+from core.analysis.flows import SingleEngineFlow, TurnFn
+from core.analysis.spans import check_span
 from core.media.pipeline import MediaAsset
-from core.models.base import (
-    AnalysisRequest,
-    AnalysisResult,
-    DroppedSegment,
-    GeminiUsage,
-    ModelInfo,
-    RoundRecord,
-    StreamFn,
-)
+from core.models.base import AnalysisRequest, AnalysisResult, DroppedSegment, GeminiUsage, RoundRecord, StreamFn
 from core.models.gemini.client import GeminiClient
-from core.models.gemini.generate import generate, parse_structured
-from core.models.gemini.video import VideoInput, file_input, youtube_input
+from core.models.gemini.engine import GeminiEngine
+from core.models.gemini.video import VideoInput
+from core.progress import ProgressFn
 
 ANSWER_PROMPT = """Watch the whole video, listen to its audio, and answer this question about it:
 "{question}"
@@ -39,7 +30,7 @@ class Evidence(BaseModel):
 
 
 class GeminiAnswer(BaseModel):
-    """The shape Gemini must answer in (sent as response_schema)."""
+    """The shape the answer must take (sent as response_schema)."""
 
     reasoning: str
     answer: str
@@ -52,17 +43,19 @@ def answer_prompt(question: str, context: str | None = None) -> str:
 
 
 def answer_round(
+    engine: GeminiEngine,
     client: GeminiClient,
     video: VideoInput,
     request: AnalysisRequest,
     duration_s: float | None,
     usage: GeminiUsage,
 ) -> RoundRecord:
-    """Ask Gemini the question about `video` and record it as one round (spans checked against the video)."""
+    """Ask the question about `video` and record it as one round (spans checked against the video)."""
     started = time.perf_counter()
     prompt = answer_prompt(request.question, request.context)
-    generated = generate(client, [video.part, prompt], "to the question", usage, request.generation, GeminiAnswer)
-    parsed = parse_structured(client, generated, GeminiAnswer, "to the question")
+    parsed, generated = engine.ask(
+        client, [video.part, prompt], "to the question", usage, GeminiAnswer, request.generation
+    )
     segments, dropped = [], []
     for item in parsed.evidence:
         segment, reason = check_span(item.start_s, item.end_s, duration_s if duration_s else float("inf"))
@@ -79,7 +72,7 @@ def answer_round(
         segments=segments,
         dropped_segments=dropped,
         parse_notes=[f"{item.start_s:g}-{item.end_s:g} s: {item.what}" for item in parsed.evidence][:32],
-        sampling=f"gemini (server-side, {request.fps or 1:g} fps)",
+        sampling=f"{engine.name} (server-side, {request.fps or 1:g} fps)",
         frame_timestamps=[],
         frame_indices=[],
         sampled_fps=request.fps or 1.0,
@@ -89,44 +82,38 @@ def answer_round(
     )
 
 
-class GeminiBackend:
-    """Google Gemini through google-genai (gemini-flash-latest unless the request names another)."""
+class VideoAnswerFlow(SingleEngineFlow):
+    """The question asked of an engine that takes the whole video (or a URL): one answer."""
 
-    name = "gemini"
+    kind = "video-answer"
+    engine: GeminiEngine
 
-    def __init__(self, settings: Settings, api_key: str | None = None) -> None:
-        self.settings = settings
-        self.api_key = api_key
-
-    def client(self, request: AnalysisRequest | None = None) -> GeminiClient:
-        return GeminiClient(self.settings, self.api_key, request.gemini_model if request else None)
-
-    def check(self, request: AnalysisRequest | None = None) -> None:
-        """A key and a well-formed model name must be there (no network call: see GeminiClient.ping)."""
-        self.client(request)
-
-    @contextlib.contextmanager
-    def video(self, client: GeminiClient, asset: MediaAsset, usage: GeminiUsage, fps: float | None) -> Iterator[Any]:
-        with file_input(client, asset.sanitized_path, asset.sha256, usage.calls, fps=fps) as video:
-            usage.path_taken, usage.file_name = video.path_taken, video.file_name
-            usage.reused_upload = video.reused_upload
-            yield video
-
-    def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
+    def run(
+        self,
+        asset: MediaAsset,
+        request: AnalysisRequest,
+        stage: ProgressFn,
+        on_text: StreamFn | None,
+        turn: TurnFn,
+    ) -> AnalysisResult:
         started = time.perf_counter()
-        client = self.client(request)
+        client = self.engine.client(request)
         usage = GeminiUsage(model=client.model)
-        with self.video(client, asset, usage, request.fps) as video:
-            record = answer_round(client, video, request, asset.probe.duration_s, usage)
+        stage("analyze", f"asking {client.model}", None)
+        with self.engine.video(client, asset.sanitized_path, asset.sha256, usage, request.fps) as video:
+            record = answer_round(self.engine, client, video, request, asset.probe.duration_s, usage)
         return self._result(client, request, record, usage, asset.sha256, started, on_text)
 
-    def analyze_youtube(self, url: str, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
-        """A public YouTube video straight from its URL: Gemini fetches it, nothing is downloaded."""
+    def run_url(
+        self, url: str, request: AnalysisRequest, stage: ProgressFn, on_text: StreamFn | None
+    ) -> AnalysisResult:
+        """A public YouTube video straight from its URL: the engine fetches it, nothing is downloaded."""
         started = time.perf_counter()
-        client = self.client(request)
-        video = youtube_input(url, request.fps)
-        usage = GeminiUsage(model=client.model, path_taken=video.path_taken)
-        record = answer_round(client, video, request, None, usage)
+        client = self.engine.client(request)
+        usage = GeminiUsage(model=client.model)
+        stage("remote", f"{client.model} is reading the video from YouTube (nothing is downloaded here)", None)
+        video = self.engine.from_url(url, usage, request.fps)
+        record = answer_round(self.engine, client, video, request, None, usage)
         result = self._result(client, request, record, usage, None, started, on_text)
         result.notes.append(f"Gemini read the video from {url}; no copy was downloaded, so no provenance was read.")
         return result
@@ -147,7 +134,7 @@ class GeminiBackend:
         return AnalysisResult(
             question=request.question,
             answer=answer,
-            model=ModelInfo(backend=self.name, name=client.model, source="Google Gemini API"),
+            model=self.engine.model_info(request),
             request=request,
             media_sha256=sha256,
             rounds=[record],

@@ -1,21 +1,20 @@
-"""The local VideoChat-R1.5 backend: the perception loop on the one loaded model."""
+"""The local engine: VideoChat-R1.5 (any Qwen2.5-VL checkpoint) with transformers, on the one model
+the process hosts (`core.models.local.host`), LoRA adapters switched per request."""
 
 from __future__ import annotations
 
 import math
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.analysis.perception import Generation, run_perception
 from core.config import Settings
 from core.media.frames import FrameIndex, FrameSample, smart_resize
-from core.media.pipeline import MediaAsset
-from core.models.base import AnalysisRequest, AnalysisResult, GenerationSettings, ModelInfo, StreamFn
+from core.models.base import AnalysisRequest, GenerationSettings, ModelInfo
+from core.models.engine import Capabilities, Generation, PartialFn
 from core.models.local.adapters import AdapterInfo, adapter_scope, get_adapter
-from core.models.local.loading import LoadedModel, get_local_model, resolve_source
+from core.models.local.host import HOST, ModelHost
+from core.models.local.loading import LoadedModel, ModelSource, resolve_source
 
 TOKEN_PATCH = 28  # one visual token per 28x28 pixels after the 2x2 merge
 TEMPORAL_PATCH = 2  # frames per temporal token
@@ -75,7 +74,7 @@ def generate_text(
     sample: FrameSample,
     prompt: str,
     settings: GenerationSettings,
-    on_partial: Callable[[str], None] | None = None,
+    on_partial: PartialFn | None = None,
     adapter: AdapterInfo | None = None,
 ) -> Generation:
     """One generate call on `sample`'s frames, with their true sampling rate, by the base model
@@ -100,9 +99,7 @@ def generate_text(
     return Generation(answer, prompt_tokens, int(new_tokens.shape[0]), second_per_grid_t)
 
 
-def _generate_streaming(
-    loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any], on_partial: Callable[[str], None]
-) -> Any:
+def _generate_streaming(loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any], on_partial: PartialFn) -> Any:
     """generate() in a worker thread, feeding partial text to `on_partial` as it comes.
 
     If `on_partial` raises (a Streamlit script stopped by a rerun or a closed tab), the worker
@@ -153,40 +150,57 @@ def model_info(loaded: LoadedModel, adapter: AdapterInfo | None) -> ModelInfo:
     return loaded.info.model_copy(update={"adapter": adapter.name, "adapter_config_hash": adapter.config_hash})
 
 
-class LocalBackend:
-    """VideoChat-R1.5 (or any Qwen2.5-VL checkpoint) run with transformers in this process."""
+class LocalEngine:
+    """Frames in, text out, on the process's one loaded model; the caller holds its host turn."""
 
     name = "local"
+    label = "VideoChat-R1.5 (local)"
+    capabilities = Capabilities(takes_frames=True, uses_local_host=True, adapters=True)
 
-    def __init__(self, settings: Settings, model_path: Path | None = None) -> None:
+    def __init__(self, settings: Settings, model_path: Path | None = None, host: ModelHost = HOST) -> None:
         self.settings = settings
         self.model_path = model_path
+        self.host = host
 
-    def check(self, request: AnalysisRequest | None = None) -> None:
+    def source(self) -> ModelSource:
+        return resolve_source(self.settings, self.model_path)
+
+    def check(self, request: AnalysisRequest) -> None:
         """Refuse a missing or wrong checkpoint, or an unknown adapter, before any media or GPU work."""
-        resolve_source(self.settings, self.model_path)
-        if request is not None and request.adapter:
+        self.source()
+        if request.adapter:
             get_adapter(self.settings, request.adapter)
 
-    def analyze(self, asset: MediaAsset, request: AnalysisRequest, on_text: StreamFn | None = None) -> AnalysisResult:
-        started = time.perf_counter()
+    def identity(self, request: AnalysisRequest) -> dict[str, Any]:
+        identity: dict[str, Any] = {
+            "engine": self.name,
+            "model_path": str(self.source().path),
+            "quantization": self.settings.quantization,
+            "max_visual_tokens": self.settings.max_visual_tokens,
+        }
+        if request.adapter:
+            identity.update(
+                adapter=request.adapter, adapter_config_hash=get_adapter(self.settings, request.adapter).config_hash
+            )
+        return identity
+
+    def is_ready(self) -> bool:
+        return self.host.is_loaded(self.settings, self.source())
+
+    def ready(self) -> ModelInfo:
+        """Load the model if another (or none) is held; call inside the host's turn."""
+        return self.host.model(self.settings, self.source()).info
+
+    def fit(self, request: AnalysisRequest, index: FrameIndex) -> tuple[AnalysisRequest, list[str]]:
+        return clip_to_budget(request, index, self.settings.max_visual_tokens)
+
+    def generate(
+        self, sample: FrameSample, prompt: str, request: AnalysisRequest, on_partial: PartialFn | None = None
+    ) -> Generation:
+        loaded = self.host.model(self.settings, self.source())
         adapter = get_adapter(self.settings, request.adapter) if request.adapter else None
-        loaded = get_local_model(self.settings, self.model_path)
-        source = asset.frames(self.settings)
-        request, notes = clip_to_budget(request, source.index, self.settings.max_visual_tokens)
+        return generate_text(loaded, sample, prompt, request.generation, on_partial, adapter)
 
-        def generate(sample: FrameSample, prompt: str, number: int) -> Generation:
-            partial = (lambda text: on_text(number, text)) if on_text else None
-            return generate_text(loaded, sample, prompt, request.generation, partial, adapter)
-
-        rounds = run_perception(source, request, generate)
-        return AnalysisResult(
-            question=request.question,
-            answer=rounds[-1].answer or "",
-            model=model_info(loaded, adapter),
-            request=request,
-            media_sha256=asset.sha256,
-            rounds=rounds,
-            notes=notes,
-            seconds=round(time.perf_counter() - started, 3),
-        )
+    def model_info(self, request: AnalysisRequest) -> ModelInfo:
+        adapter = get_adapter(self.settings, request.adapter) if request.adapter else None
+        return model_info(self.host.model(self.settings, self.source()), adapter)

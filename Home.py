@@ -1,4 +1,4 @@
-"""vChat: the app shell. Pages come from pages/; the sidebar holds the settings they share.
+"""vChat: the app shell. Pages come from app_pages/; the sidebar holds the settings they share.
 
 Run with `make run` (http://localhost:8005). A Gemini key may be bookmarked as
 `/?gemini_api_key=...&gemini_model_name=...`: both move into this session's state and

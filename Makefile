@@ -11,18 +11,25 @@ PORT ?= 8005
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: requirements.txt $(VENV)/bin/python
-	$(PY) -m pip install --quiet -r requirements.txt
+# GEMINI_ONLY=1: the app and Gemini without the local model's packages (no torch, transformers, peft,
+# accelerate: about 6.5 GB less to download). The project itself is installed too (editable: the
+# checkout is what runs), for the `vchat` and `vchat-finetune` commands in .venv/bin.
+REQUIREMENTS := $(if $(GEMINI_ONLY),requirements-base.txt,requirements.txt)
+INSTALLED := $(VENV)/.installed$(if $(GEMINI_ONLY),-base,)
+
+$(INSTALLED): $(REQUIREMENTS) requirements-base.txt pyproject.toml $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-install: $(VENV)/.installed
+install: $(INSTALLED)
 install-dev: $(VENV)/.installed-dev
 
-run: $(VENV)/.installed
+run: $(INSTALLED)
 	$(PY) -m streamlit run Home.py --server.port $(PORT)
 
 lint: $(VENV)/.installed-dev

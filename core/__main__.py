@@ -12,14 +12,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import BaseModel, ValidationError
 
 from core.analysis.flows import model_names
 from core.config import Settings, get_settings
 from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, InputError, VChatError, validation_message
-from core.media.frames import DEFAULT_MAX_PIXELS
-from core.media.pipeline import MediaAsset, prepare_media
+from core.jobs.cli import add_commands as add_batch_commands
+from core.media.pipeline import InspectedMedia, MediaAsset, inspect_media, prepare_media
+from core.media.sampling import DEFAULT_MAX_PIXELS, MAX_FRAMES, check_frame_count
 from core.media.scratch import sweep_stale
 from core.models.base import AnalysisRequest, GenerationSettings
 
@@ -28,32 +30,61 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {message} (see python -m core {self.prog.split()[-1]} --help)\n")
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def _progress(quiet: bool) -> Callable[[str, float | None, str], None]:
-    def report(stage: str, fraction: float | None, message: str) -> None:
-        if not quiet and stage != "download":
-            sys.stderr.write(f"[{stage}] {message}\n")
+class StderrProgress:
+    """Progress on stderr, one line per stage message; a round's generated text is counted on one
+    line that is rewritten (\r) and ended before anything else is written."""
 
-    return report
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.open_line = False
+        self.last_stream = {"round": 0, "at": 0.0}
+
+    def line(self, text: str) -> None:
+        if self.open_line:
+            sys.stderr.write("\n")
+            self.open_line = False
+        sys.stderr.write(f"{text}\n")
+
+    def stage(self, stage: str, message: str, fraction: float | None) -> None:
+        """A ProgressFn: download and token counts are too frequent for lines of their own."""
+        if not self.quiet and stage not in ("download", "round", "frames"):
+            self.line(f"[{stage}] {message}")
+
+    def stream(self, number: int, text: str) -> None:
+        now = time.monotonic()
+        last = self.last_stream
+        if number != last["round"] or now - last["at"] > 0.5:
+            if number != last["round"] and self.open_line:
+                self.line("")
+            sys.stderr.write(f"\r[round {number}] {len(text)} characters generated")
+            self.open_line = True
+            last.update({"round": number, "at": now})
+
+    def close(self) -> None:
+        if self.open_line:
+            sys.stderr.write("\n")
+            self.open_line = False
 
 
-def _stages(quiet: bool) -> Callable[[str, str, float | None], None]:
-    """Progress lines for run_analysis's stages (the per-round text is streamed separately)."""
-
-    def report(stage: str, message: str, fraction: float | None) -> None:
-        if not quiet and stage not in ("download", "round", "analyze"):
-            sys.stderr.write(f"[{stage}] {message}\n")
-
-    return report
+def _source(args: argparse.Namespace) -> str | BinaryIO:
+    return sys.stdin.buffer if args.source == "-" else args.source
 
 
 def _prepare(args: argparse.Namespace, settings: Settings) -> MediaAsset:
-    if args.source == "-":
-        return prepare_media(sys.stdin.buffer, settings, filename=args.filename, progress=_progress(args.quiet))
-    return prepare_media(args.source, settings, progress=_progress(args.quiet))
+    progress = StderrProgress(args.quiet)
+    return prepare_media(_source(args), settings, filename=args.filename, progress=progress.stage)
+
+
+def cmd_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    """What a fact-checker reads before any model: source, provenance and probe (no sanitize, no model)."""
+    progress = StderrProgress(args.quiet)
+    inspected: InspectedMedia = inspect_media(_source(args), settings, filename=args.filename, progress=progress.stage)
+    print(inspected.model_dump_json(indent=2))
+    return EXIT_OK
 
 
 def cmd_fetch(args: argparse.Namespace, settings: Settings) -> int:
@@ -66,6 +97,7 @@ def cmd_frames(args: argparse.Namespace, settings: Settings) -> int:
     """The frames a round shows: `--n` as a 1-round analysis with that budget sees them, `--segments`
     as the next round sees them after that glue (the official sampler, see core/media/sampling.py)."""
     key_time = _parse_segments(args.segments) if args.segments else None
+    check_frame_count(args.n)  # before any fetching
     asset = _prepare(args, settings)
     source = asset.frames(settings)
     plan = source.plan(frames=args.n, fps=args.fps, key_time=key_time)
@@ -91,36 +123,26 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     request = request_from(args, args.question)  # everything cheap is checked before media or a model
     # The Gemini key comes from GEMINI_API_KEY only: a key on the command line ends up in shell history.
     model_path = Path(args.model_path) if args.model_path else None
-    stream = None
-    if not args.json and not args.quiet:
-        last = {"round": 0, "at": 0.0}
-
-        def stream(number: int, text: str) -> None:
-            now = time.monotonic()
-            if number != last["round"] or now - last["at"] > 0.5:
-                if number != last["round"] and last["round"]:
-                    sys.stderr.write("\n")
-                sys.stderr.write(f"\r[round {number}] {len(text)} characters generated")
-                last.update({"round": number, "at": now})
-
+    progress = StderrProgress(args.quiet or args.json)
     # The same flow as the app: stored results are served unless --rerun.
-    run = run_analysis(
-        sys.stdin.buffer if args.source == "-" else args.source,
-        settings,
-        args.model,
-        request,
-        filename=args.filename,
-        model_path=model_path,
-        rerun=args.rerun,
-        gemini_reads_url=args.no_download,
-        on_stage=_stages(args.quiet or args.json),
-        on_text=stream,
-    )
+    try:
+        run = run_analysis(
+            _source(args),
+            settings,
+            args.model,
+            request,
+            filename=args.filename,
+            model_path=model_path,
+            rerun=args.rerun,
+            gemini_reads_url=args.no_download,
+            on_stage=progress.stage,
+            on_text=None if progress.quiet else progress.stream,
+        )
+    finally:
+        progress.close()
     result = run.result
     if run.from_store and not args.quiet:
         sys.stderr.write(f"note: served from the result stored at {run.stored_at} (--rerun asks again)\n")
-    if stream:
-        sys.stderr.write("\n")
     if args.json:
         print(result.model_dump_json(indent=2))
     else:
@@ -139,6 +161,40 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_factcheck(args: argparse.Namespace, settings: Settings) -> int:
+    """A fact-check report: evidence measured without a model, three checks by the chosen engines."""
+    from core.analysis.factcheck.flow import run_factcheck
+    from core.analysis.factcheck.html import write_html
+    from core.analysis.factcheck.text import report_text
+
+    request = request_from(args, "fact-check")  # the checks ask their own questions
+    html = Path(args.html) if args.html else None
+    if html is not None and not html.parent.is_dir():
+        raise InputError(f"The folder of {html} does not exist.", "Give --html a path in an existing folder.")
+    progress = StderrProgress(args.quiet or args.json)
+    try:
+        run = run_factcheck(
+            _source(args),
+            settings,
+            args.model,
+            request,
+            filename=args.filename,
+            model_path=Path(args.model_path) if args.model_path else None,
+            rerun=args.rerun,
+            on_stage=progress.stage,
+        )
+    finally:
+        progress.close()
+    if run.from_store and not args.quiet:
+        sys.stderr.write(f"note: the report stored at {run.report.created_at} (--rerun checks again)\n")
+    if html is not None:
+        write_html(run.stored, html)
+        if not args.quiet:
+            sys.stderr.write(f"wrote {html}\n")
+    print(run.report.model_dump_json(indent=2) if args.json else report_text(run.report, run.stored.rating))
+    return EXIT_OK
+
+
 def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     from core.analysis.digest import get_digest
     from core.models.gemini.client import GeminiClient
@@ -146,6 +202,8 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
     GeminiClient(settings, model=args.gemini_model)  # a missing key or a bad model name: before any fetch
     asset = _prepare(args, settings)
     record = get_digest(asset, settings, model=args.gemini_model, refresh=args.refresh)
+    if record.reused and not args.quiet:
+        sys.stderr.write(f"note: the digest stored at {record.created_at} (--refresh asks Gemini again)\n")
     if args.json:
         print(record.model_dump_json(indent=2))
         return EXIT_OK
@@ -168,6 +226,9 @@ def cmd_digest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace, settings: Settings) -> int:
+    from core.models.registry import check_installed
+
+    check_installed("local")  # it writes the local model's architecture: transformers and torch
     from core.models.local.tiny import write_tiny_model
 
     target = Path(args.directory)
@@ -205,7 +266,7 @@ def add_model_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--adapter", help="a LoRA adapter's name in the adapters folder (python -m finetune)")
     rounds, frames = _default(AnalysisRequest, "rounds"), _default(AnalysisRequest, "frames")
     sub.add_argument("--rounds", type=int, default=rounds, help=f"perception rounds, 1..5 (default {rounds})")
-    sub.add_argument("--frames", type=int, default=frames, help=f"frames per round, 1..256 (default {frames})")
+    sub.add_argument("--frames", type=int, default=frames, help=f"frames per round, 1..{MAX_FRAMES} (default {frames})")
     sub.add_argument("--fps", type=float, help="sample at this rate (up to --frames) instead of a fixed count")
     pixels = _default(AnalysisRequest, "max_pixels")
     sub.add_argument("--max-pixels", type=int, default=pixels, help=f"pixel budget per frame (default {pixels})")
@@ -236,7 +297,7 @@ def request_from(args: argparse.Namespace, question: str) -> AnalysisRequest:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m core", description="vChat: ask questions about videos.")
+    parser = _Parser(prog="vchat", description="vChat: ask questions about videos (also: python -m core).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -248,8 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     source_command("fetch", "fetch, check and sanitize a video; print the MediaAsset as JSON")
+    source_command("inspect", "fetch and check a video; print its source, provenance and probe as JSON (no model)")
     frames = source_command("frames", "print the timestamps of sampled frames")
-    frames.add_argument("--n", type=int, default=16, help="frames of a 1-round analysis with this budget (default 16)")
+    frames.add_argument(
+        "--n", type=int, default=16, help=f"frames of a 1-round analysis with this budget, 1..{MAX_FRAMES} (default 16)"
+    )
     frames.add_argument("--fps", type=float, help="sample at this rate instead, up to --n frames")
     frames.add_argument(
         "--segments", help="the next round's frames after this glue: START-END[,START-END...] seconds (1.5x inside)"
@@ -265,6 +329,14 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the full AnalysisResult as JSON")
     analyze.add_argument("--rerun", action="store_true", help="analyse again instead of serving a stored result")
 
+    factcheck = source_command(
+        "factcheck", "a fact-check report: provenance, shots, audio and visual signals, three checks"
+    )
+    add_model_options(factcheck)
+    factcheck.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    factcheck.add_argument("--html", help="also write the report as one self-contained HTML file")
+    factcheck.add_argument("--rerun", action="store_true", help="check again instead of serving a stored report")
+
     digest = source_command("digest", "Gemini's digest: summary, scenes, transcript, on-screen text, claims, audio")
     digest.add_argument("--gemini-model", help="Gemini model name (default gemini-flash-latest); key: GEMINI_API_KEY")
     digest.add_argument("--refresh", action="store_true", help="ask Gemini again instead of using the stored digest")
@@ -272,13 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     tiny = commands.add_parser("tiny-model", help="write a tiny random checkpoint of the local model's architecture")
     tiny.add_argument("directory", help="new folder to write it to")
+    COMMANDS.update(add_batch_commands(commands, add_model_options, request_from))  # batch, evaluate
     return parser
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "fetch": cmd_fetch,
+    "inspect": cmd_inspect,
     "frames": cmd_frames,
     "analyze": cmd_analyze,
+    "factcheck": cmd_factcheck,
     "digest": cmd_digest,
     "tiny-model": cmd_tiny_model,
 }

@@ -76,10 +76,33 @@ class Settings(BaseSettings):
     gemini_allow_youtube_urls: bool = True  # public YouTube URLs may go to Gemini without a download
     digest_context_tokens: int = Field(2000, ge=100)  # linked mode: digest text given to the local model
 
+    # VideoChat-R1.5 on vLLM servers (`--model vllm`): their OpenAI-compatible base URLs, comma-separated
+    # (each `http://host:8000/v1`; several share the load), the served base model's name, and LoRA adapters
+    # by their served names. `vllm_adapters_dir`: the adapters folder as the servers see it; when set, an
+    # adapter a server does not serve yet is loaded into it at runtime (VLLM_ALLOW_RUNTIME_LORA_UPDATING).
+    vllm_url: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    vllm_model: str = "OpenGVLab/VideoChat-R1_5-7B"
+    vllm_api_key: SecretStr | None = None  # the servers' --api-key, if they were started with one
+    vllm_timeout_s: float = Field(600, gt=0)  # one request (a round of up to 2048 tokens on a busy server)
+    vllm_connect_timeout_s: float = Field(5, gt=0)
+    vllm_retries: int = Field(3, ge=0, le=10)  # after the first attempt: 429, 5xx, connection errors
+    vllm_backoff_s: float = Field(1.0, gt=0)  # first retry delay; doubles each retry
+    vllm_jpeg_quality: int = Field(95, ge=50, le=100)  # frames travel as JPEG
+    vllm_adapters_dir: str | None = None
+
     # Frames held in memory per video (decoded once, served to later rounds).
     frame_cache_mb: int = Field(1024, ge=16)
 
-    @field_validator("url_allowlist", mode="before")
+    # CSV batches (core/jobs): the job store is <data dir>/jobs.sqlite; one worker per data dir holds its lease.
+    batch_max_rows: int = Field(1000, ge=1)  # data rows a CSV may have
+    batch_concurrency: int = Field(4, ge=1, le=64)  # remote engines (Gemini, vLLM): items in flight at once
+    batch_per_minute: float = Field(0, ge=0)  # remote engines: items started per minute (0: no limit)
+    batch_prefetch: int = Field(2, ge=0, le=8)  # local model: items whose media is readied while it works
+    batch_retries: int = Field(2, ge=0, le=10)  # an item's transient failures retried (network, 429, 5xx)
+    batch_backoff_s: float = Field(5, gt=0)  # first retry delay; doubles each retry
+    batch_lease_s: float = Field(30, ge=1)  # a worker that stops beating this long is taken over
+
+    @field_validator("url_allowlist", "vllm_url", mode="before")
     @classmethod
     def _split_allowlist(cls, value: object) -> object:
         if isinstance(value, str):

@@ -3,20 +3,21 @@
 A checkpoint is taken at an optimizer-step boundary: the adapter (peft's own format, so a
 checkpoint is a usable adapter by itself), the optimizer and scheduler state, the torch RNG
 state of that boundary (LoRA dropout draws from it) and the counters. It is written under a
-temporary name and renamed, so a kill during the save never leaves a half checkpoint that
-`--resume` would pick.
+temporary name (hidden, tagged with the writer's pid) and renamed, and an old one is renamed
+away before it is deleted, so a kill at any moment never leaves a half checkpoint under a name
+that `--resume` would pick; the next trainer of the run removes the temporaries.
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from finetune.run_files import CHECKPOINTS, checkpoint_dirs, latest_checkpoint
+from core.media.scratch import temporary_name
+from finetune.run_files import CHECKPOINTS, checkpoint_dirs, latest_checkpoint, remove_tree
 
 TRAINER_STATE = "trainer_state.pt"
 KEEP_CHECKPOINTS = 2
@@ -50,8 +51,7 @@ class TrainerState:
 def save_checkpoint(run_dir: Path, peft_model: Any, state: TrainerState) -> Path:
     root = run_dir / CHECKPOINTS
     target = root / f"step-{state.step:06d}"
-    tmp = root / f".step-{state.step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_name(target)
     tmp.mkdir(parents=True)
     peft_model.save_pretrained(str(tmp))
     torch.save(
@@ -65,10 +65,10 @@ def save_checkpoint(run_dir: Path, peft_model: Any, state: TrainerState) -> Path
         },
         tmp / TRAINER_STATE,
     )
-    shutil.rmtree(target, ignore_errors=True)
+    remove_tree(target)  # the same step saved again (a run cancelled where it was resumed)
     tmp.rename(target)
     for _, old in checkpoint_dirs(run_dir)[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old)
     return target
 
 

@@ -75,7 +75,7 @@ class RunState(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     adapter_ready: bool = False  # final_checkpoint/ is there: the app can serve it
-    resumable: bool = False  # cancelled or failed after training began (resume_run continues it)
+    resumable: bool = False  # cancelled or failed once run_config.json was written (resume_run continues it)
 
     @property
     def active(self) -> bool:
@@ -138,7 +138,8 @@ def start_run(settings: Settings, options: TrainOptions, name: str | None = None
 
 
 def resume_run(settings: Settings, run_dir: Path) -> Path:
-    """Continue a cancelled (or crashed) run from its last checkpoint, as a subprocess."""
+    """Continue a cancelled (or crashed, or killed) run from its last checkpoint, as a subprocess (from
+    step 0, with the run's own options, when it stopped before its first checkpoint)."""
     state = run_state(run_dir)
     if state.active:
         raise InputError(f"The run {state.name} is still {state.state}.")

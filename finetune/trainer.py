@@ -7,7 +7,15 @@ stream, so a resumed run sees the examples the uninterrupted run would have seen
 the same RNG state: resuming gives the same adapter as never stopping.
 
 SIGTERM (and Ctrl-C) set a flag; the loop stops after the current example, saves a
-checkpoint at the last finished step and exits with state "cancelled".
+checkpoint at the last finished step and exits with state "cancelled". A trainer started by the
+app (`--parent-pid`) sets the same flag when the app is gone (`ParentWatcher`), and exits hard
+if it has not stopped `ORPHAN_GRACE_S` seconds later: it never outlives the app.
+
+A trainer killed at any point (SIGKILL, a crash) leaves a folder the next start accepts: before
+`run_config.json` a fresh start with the same `--output` takes the folder over; after it
+`--resume` continues from the last checkpoint, or starts again from step 0 with the run's saved
+options when there is none yet; a run killed once its final adapter was in place is marked
+finished by `--resume`. Temporaries a killed writer left are removed when the next trainer starts.
 """
 
 from __future__ import annotations
@@ -28,22 +36,29 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
-from core.errors import InputError
+from core.errors import EXIT_INTERNAL, EXIT_OK, InputError
+from core.media.scratch import temporary_name
 from core.media.storage import atomic_write_json, read_json, sha256_file
 from core.models.local.adapters import ADAPTER_NAME
 from finetune.dataset import Example, ValidationReport, split_examples
 from finetune.options import TrainOptions, check_resume_options, default_run_name
 from finetune.run_files import (
+    CHECKPOINTS,
     FINAL,
     LOG,
     PID,
     RUN_CONFIG,
     append_progress,
     is_unused,
+    latest_checkpoint,
     now,
+    other_trainer,
+    read_progress,
     read_state,
-    trainer_alive,
+    remove_tree,
+    sweep_run_dir,
     truncate_progress,
+    write_pid,
     write_state,
 )
 
@@ -58,8 +73,16 @@ class DatasetInvalid(InputError):
         self.report = report
 
 
+# How long a trainer whose app is gone may take to stop cleanly before it exits hard. A clean stop
+# needs at most one example's forward and backward pass and a checkpoint (seconds on a GPU);
+# what takes longer (loading the base model, a long evaluation, an example on a slow CPU) is
+# cut short: nothing is lost but the steps after the last checkpoint, and the state says so.
+ORPHAN_GRACE_S = 30.0
+PARENT_POLL_S = 0.5  # how often the watcher looks for the app
+
+
 class StopFlag:
-    """Set by SIGTERM / SIGINT; the loop polls it between examples."""
+    """Set by SIGTERM / SIGINT (or `request`, from the parent watcher); the loop polls it between examples."""
 
     def __init__(self) -> None:
         self.signal: str | None = None
@@ -81,8 +104,70 @@ class StopFlag:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: object) -> None:
-        self.signal = signal.Signals(signum).name
-        log.info("%s received: stopping after the current example and saving a checkpoint", self.signal)
+        self.request(f"{signal.Signals(signum).name} received")
+
+    def request(self, reason: str) -> None:
+        """Stop as SIGTERM does (callable from any thread)."""
+        if self.signal is None:
+            self.signal = reason
+            log.info("%s: stopping after the current example and saving a checkpoint", reason)
+
+
+class ParentWatcher:
+    """Stops the run when the process that started it is gone (the app, even killed with SIGKILL).
+
+    The app starts the trainer in a session of its own (a closed tab or the app's terminal must
+    not stop it), so nothing would stop an orphan. A thread polls for the parent every `poll_s`:
+    gone when `os.getppid()` is no longer it (the trainer was re-parented), or, for a pid that is
+    not the direct parent, when that process no longer exists. Polling rather than Linux's
+    PR_SET_PDEATHSIG, which fires when the *thread* that started the child ends (a page's script
+    thread, long before the app). It sets the flag SIGTERM sets; a main thread held in a long
+    operation may not look at it for a while, so `grace_s` later, if the process is still there,
+    `on_hard_exit` runs and the process exits at once."""
+
+    def __init__(
+        self,
+        parent_pid: int,
+        stop: StopFlag,
+        on_hard_exit: Callable[[], int],
+        grace_s: float = ORPHAN_GRACE_S,
+        poll_s: float = PARENT_POLL_S,
+    ) -> None:
+        self.parent_pid, self.stop, self.on_hard_exit = parent_pid, stop, on_hard_exit
+        self.grace_s, self.poll_s = grace_s, poll_s
+        self._direct = os.getppid() == parent_pid
+        self._started = _start_time(parent_pid)
+
+    def parent_gone(self) -> bool:
+        if self._direct:
+            return os.getppid() != self.parent_pid
+        try:
+            os.kill(self.parent_pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return self._started is not None and _start_time(self.parent_pid) != self._started  # a reused pid
+
+    def start(self) -> ParentWatcher:
+        threading.Thread(target=self._watch, name="parent-watcher", daemon=True).start()
+        return self
+
+    def _watch(self) -> None:
+        while not self.parent_gone():
+            time.sleep(self.poll_s)
+        self.stop.request(f"the process that started this run ({self.parent_pid}) is gone")
+        time.sleep(self.grace_s)
+        # Still here: the main thread is busy (or the interpreter hangs on its way out).
+        os._exit(self.on_hard_exit())
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat), to tell a reused pid; None off Linux."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 @dataclass
@@ -112,12 +197,17 @@ def options_for_resume(run_dir: Path, given: dict[str, Any]) -> TrainOptions:
     """The run's saved options, with the few that may change on resume taken from `given`."""
     saved = read_json(run_dir / RUN_CONFIG)
     if not isinstance(saved, dict) or "options" not in saved:
+        if run_dir.is_dir() and is_unused(run_dir):
+            raise InputError(
+                f"The run in {run_dir} stopped before it saved its options ({RUN_CONFIG}); there is nothing to resume.",
+                f"Start it again: python -m finetune --data FILE.jsonl --output {run_dir}",
+            )
         raise InputError(f"{run_dir} is not a run folder (no {RUN_CONFIG}); nothing to resume.")
-    if (run_dir / FINAL).exists():
+    if (run_dir / FINAL).exists() and read_state(run_dir).get("state") == "finished":
         raise InputError(f"The run in {run_dir} has finished; there is nothing to resume.")
-    state = read_state(run_dir)
-    if state.get("state") == "running" and state.get("pid") != os.getpid() and trainer_alive(state.get("pid")):
-        raise InputError(f"The run in {run_dir} is still training (process {state['pid']}).")
+    busy = other_trainer(run_dir)
+    if busy is not None:
+        raise InputError(f"The run in {run_dir} is still training (process {busy}).")
     options = TrainOptions(**saved["options"])
     check_resume_options(options, given)
     changes = {k: given[k] for k in ("epochs", "max_steps", "eval_every", "save_every") if given.get(k) is not None}
@@ -130,14 +220,17 @@ def _claim(run_dir: Path, resume: bool) -> None:
             raise InputError(f"There is no run folder {run_dir} to resume.")
         return
     if not is_unused(run_dir):
+        busy = other_trainer(run_dir)
         raise InputError(
-            f"{run_dir} already exists; an existing run folder is never overwritten.",
+            f"{run_dir} already exists; an existing run folder is never overwritten"
+            + (f" (its trainer, process {busy}, is still running)." if busy else "."),
             "Choose another --output, or add --resume to continue the run in it.",
         )
     run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def _log_to(run_dir: Path, quiet: bool) -> list[logging.Handler]:
+    _end_last_line(run_dir / LOG)
     file_handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     handlers: list[logging.Handler] = [file_handler]
@@ -150,6 +243,19 @@ def _log_to(run_dir: Path, quiet: bool) -> list[logging.Handler]:
     log.setLevel(logging.INFO)
     log.propagate = False
     return handlers
+
+
+def _end_last_line(path: Path) -> None:
+    """Close a line a kill cut short, so that the next one starts a line of its own."""
+    try:
+        with open(path, "rb+") as fh:
+            if fh.seek(0, os.SEEK_END) == 0:
+                return
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+    except FileNotFoundError:
+        pass
 
 
 # --- model ------------------------------------------------------------------------------------
@@ -244,17 +350,20 @@ class Trainer:
         return {k: v.to(self.device) if hasattr(v, "to") else v for k, v in self.collate(example).items()}
 
     def evaluate(self, model: Any) -> float | None:
+        """The held-out loss; None without held-out examples, or when a stop came (checked between examples)."""
         if not self.eval_set:
             return None
         model.eval()
         total, tokens = 0.0, 0
         with self.torch.no_grad():
             for example in self.eval_set:
+                if self.stop():
+                    break
                 loss, count = example_loss(model, self.inputs(example))
                 total += float(loss) * count
                 tokens += count
         model.train()
-        return total / max(1, tokens)
+        return None if self.stop() else total / max(1, tokens)
 
     def run(self, model: Any, resume_from: Path | None) -> RunOutcome:
         from transformers import get_cosine_schedule_with_warmup
@@ -269,6 +378,13 @@ class Trainer:
         step, seconds_before = 0, 0.0
         state = read_state(self.run_dir)
         eval_before = state.get("eval_loss_before")
+
+        def cancelled(at_step: int, target: Path | None) -> RunOutcome:
+            where = f"checkpoint {target}" if target else "no new checkpoint needed"
+            log.info("cancelled at step %d of %d; %s", at_step, self.total_steps, where)
+            write_state(self.run_dir, state="cancelled", phase=None, step=at_step, finished_at=now())
+            return RunOutcome("cancelled", self.run_dir, at_step, self.total_steps, eval_before)
+
         if resume_from is not None:
             saved = load_trainer_state(resume_from)
             optimizer.load_state_dict(saved.optimizer)
@@ -279,13 +395,17 @@ class Trainer:
             log.info("resumed from %s: step %d of %d", resume_from.name, step, self.total_steps)
         else:
             truncate_progress(self.run_dir, -1)  # a resume without a checkpoint starts over
-            write_state(self.run_dir, phase="evaluating")
+            write_state(self.run_dir, phase="evaluating", step=0, total_steps=self.total_steps)
             eval_before = self.evaluate(model)
+            if self.stop():  # nothing trained yet: a resume starts over from step 0
+                return cancelled(0, None)
             self._eval_row(0, eval_before, seconds_before)
             log.info("eval loss before training: %s", _fmt(eval_before))
         write_state(
             self.run_dir, phase="training", step=step, total_steps=self.total_steps, eval_loss_before=eval_before
         )
+        if self.stop():  # the checkpoint this session resumed from (if any) is the state at `step`
+            return cancelled(step, None)
 
         model.train()
         rng = RngState.capture()
@@ -313,10 +433,8 @@ class Trainer:
                     break
             if self.stop():
                 optimizer.zero_grad(set_to_none=True)  # a partial step is dropped; resume redoes it
-                target = checkpoint(step)
-                log.info("cancelled at step %d of %d; checkpoint %s", step, self.total_steps, target)
-                write_state(self.run_dir, state="cancelled", phase=None, step=step, finished_at=now())
-                return RunOutcome("cancelled", self.run_dir, step, self.total_steps, eval_before)
+                write_state(self.run_dir, phase="saving")
+                return cancelled(step, checkpoint(step))
             lr = scheduler.get_last_lr()[0]
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -346,6 +464,9 @@ class Trainer:
 
         write_state(self.run_dir, phase="evaluating")
         eval_after = self.evaluate(model)
+        if self.stop():  # every step is done: a resume from this checkpoint evaluates and saves
+            write_state(self.run_dir, phase="saving")
+            return cancelled(step, checkpoint(step))
         self._eval_row(step, eval_after, elapsed())
         log.info("eval loss before %s, after %s", _fmt(eval_before), _fmt(eval_after))
         write_state(self.run_dir, phase="saving")
@@ -353,6 +474,7 @@ class Trainer:
         write_state(
             self.run_dir, state="finished", phase=None, step=step, eval_loss_after=eval_after, finished_at=now()
         )
+        remove_tree(self.run_dir / CHECKPOINTS)  # the run is over: the final adapter is what counts
         return RunOutcome("finished", self.run_dir, step, self.total_steps, eval_before, eval_after)
 
     def _eval_row(self, step: int, value: float | None, seconds: float) -> None:
@@ -377,14 +499,25 @@ class Trainer:
 def save_final(run_dir: Path, model: Any) -> Path:
     """Write final_checkpoint/ under a temporary name and rename it: the app lists an adapter
     only when its adapter_config.json is there, so it never sees half an adapter."""
-    from finetune.run_files import CHECKPOINTS
-
-    tmp = run_dir / f".{FINAL}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temporary_name(run_dir / FINAL)
     model.save_pretrained(str(tmp))
     tmp.rename(run_dir / FINAL)
-    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)  # the run is over: the final adapter is what counts
     return run_dir / FINAL
+
+
+def _mark_finished(run_dir: Path) -> RunOutcome:
+    """The trainer was killed after final_checkpoint/ was in place but before it said so: the
+    adapter is complete, so the run is finished (state, eval loss after, checkpoints removed)."""
+    state = read_state(run_dir)
+    rows = read_progress(run_dir)
+    step = max((int(r["step"]) for r in rows if r.get("kind") == "train"), default=int(state.get("step") or 0))
+    evals = [r for r in rows if r.get("kind") == "eval"]
+    after = evals[-1].get("eval_loss") if evals and step > 0 and evals[-1].get("step") == step else None
+    log.info("final_checkpoint/ was complete when the trainer stopped: the run is finished")
+    write_state(run_dir, state="finished", phase=None, step=step, eval_loss_after=after, finished_at=now())
+    remove_tree(run_dir / CHECKPOINTS)
+    total = int(state.get("total_steps") or step)
+    return RunOutcome("finished", run_dir, step, total, state.get("eval_loss_before"), after)
 
 
 def _fmt(value: float | None) -> str:
@@ -394,25 +527,14 @@ def _fmt(value: float | None) -> str:
 # --- the whole run -----------------------------------------------------------------------------
 
 
-def run_config(
-    options: TrainOptions, report: ValidationReport, train: list[Example], evaluation: list[Example], loaded: Any
-) -> dict[str, Any]:
-    import peft
-    import torch
-    import transformers
-
+def first_config(options: TrainOptions) -> dict[str, Any]:
+    """What run_config.json holds from the moment the trainer claims the folder: enough for
+    `--resume` to start the run again with its own options, whenever it is stopped."""
     from finetune.lora import LORA_TARGET
 
     return {
-        "options": options.model_dump(mode="json"),
-        "data": {
-            "path": str(options.data),
-            "sha256": sha256_file(options.data),
-            "lines": report.lines,
-            "skipped_lines": report.bad_lines,
-            "train_lines": [e.line for e in train],
-            "eval_lines": [e.line for e in evaluation],
-        },
+        "options": options.model_copy(update={"resume": False}).model_dump(mode="json"),
+        "data": {"path": str(options.data), "sha256": sha256_file(options.data) if options.data.is_file() else None},
         # What inference should use to see videos as training did.
         "sampling": {
             "frames": options.frames,
@@ -426,10 +548,39 @@ def run_config(
             "dropout": options.dropout,
             "target_modules": LORA_TARGET,
         },
-        "model": loaded.info.model_dump(),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "started_at": now(),
     }
+
+
+def run_config(
+    options: TrainOptions, report: ValidationReport, train: list[Example], evaluation: list[Example], loaded: Any
+) -> dict[str, Any]:
+    """The whole run_config.json, once the data is split and the model loaded (the first one completed)."""
+    import peft
+    import torch
+    import transformers
+
+    config = first_config(options)
+    config["data"].update(
+        {
+            "lines": report.lines,
+            "skipped_lines": report.bad_lines,
+            "train_lines": [e.line for e in train],
+            "eval_lines": [e.line for e in evaluation],
+        }
+    )
+    config["model"] = loaded.info.model_dump()
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+    config["versions"] = versions
+    return config
+
+
+@dataclass
+class _Session:
+    """What the parent watcher's hard exit needs to know about the run (it runs in another thread)."""
+
+    run_dir: Path | None = None
+    over: bool = False
 
 
 def train(
@@ -438,33 +589,67 @@ def train(
     given: dict[str, Any] | None = None,
     quiet: bool = False,
     on_report: Callable[[ValidationReport], None] | None = None,
+    parent_pid: int | None = None,
 ) -> RunOutcome:
-    """Run (or resume) one training run; raises VChatError for anything the user can fix."""
+    """Run (or resume) one training run; raises VChatError for anything the user can fix.
+
+    `parent_pid`: the process that started the trainer (the app); the run stops, as on SIGTERM,
+    when it is gone (see `ParentWatcher`)."""
+    stop = StopFlag()
+    session = _Session()
+    if parent_pid is not None:
+        ParentWatcher(parent_pid, stop, lambda: _hard_exit(session, stop)).start()
     run_dir = resolve_run_dir(options, settings)
     if options.resume:
         options = options_for_resume(run_dir, given or {})
     created = not run_dir.exists()
     _claim(run_dir, options.resume)
-    stop = StopFlag()
     stop.install()
     handlers = _log_to(run_dir, quiet)
-    (run_dir / PID).write_text(str(_pid()), encoding="utf-8")
+    session.run_dir = run_dir
+    previous = read_state(run_dir)
+    swept = sweep_run_dir(run_dir)
+    write_pid(run_dir, _pid())
     started_training = False
+    wrote_config = False
     try:
-        write_state(run_dir, state="running", phase="validating", pid=_pid(), started_at=now(), message=None)
+        write_state(
+            run_dir,
+            fresh=not options.resume,
+            state="running",
+            phase="validating",
+            pid=_pid(),
+            started_at=now(),
+            message=None,
+        )
         log.info("run folder %s", run_dir)
+        _say_what_was_left(run_dir, options, previous, swept)
+        if not options.resume:
+            atomic_write_json(run_dir / RUN_CONFIG, first_config(options))
+            wrote_config = True
+        elif (run_dir / FINAL).exists():
+            return _mark_finished(run_dir)
         report, train_set, eval_set = _data(options, settings, stop, run_dir)
         if on_report:
             on_report(report)
         if stop():
-            write_state(run_dir, state="cancelled", phase=None, step=0, finished_at=now())
-            return RunOutcome("cancelled", run_dir, 0, 0)
+            return _cancelled_before_training(run_dir, options)
         write_state(run_dir, phase="loading model")
         loaded = load_base(options, settings)
+        if stop():
+            return _cancelled_before_training(run_dir, options)
         model, resume_from = _with_lora(loaded.model, options, run_dir)
         log.info("LoRA on %d language-model modules, %d trainable parameters", *_lora_size(model))
-        if not options.resume:
-            atomic_write_json(run_dir / RUN_CONFIG, run_config(options, report, train_set, eval_set, loaded))
+        if resume_from is None:
+            if options.resume:
+                _say(
+                    f"{run_dir} has no checkpoint (the run stopped before its first one): starting it again from "
+                    "step 0 with the run's saved options",
+                    quiet,
+                )
+            config = run_config(options, report, train_set, eval_set, loaded)
+            config["started_at"] = (read_json(run_dir / RUN_CONFIG) or {}).get("started_at", config["started_at"])
+            atomic_write_json(run_dir / RUN_CONFIG, config)
         write_state(run_dir, train_examples=len(train_set), eval_examples=len(eval_set))
         trainer = Trainer(options, settings, run_dir, train_set, eval_set, loaded, stop)
         started_training = True
@@ -475,6 +660,8 @@ def train(
             handlers = []
             shutil.rmtree(run_dir, ignore_errors=True)  # a refused run leaves nothing behind
         else:
+            if wrote_config and not started_training:  # a refused start is no run: the folder may be reused
+                (run_dir / RUN_CONFIG).unlink(missing_ok=True)
             write_state(run_dir, state="failed", phase=None, message=_message(exc), finished_at=now())
         raise
     except BaseException as exc:
@@ -490,9 +677,59 @@ def train(
         write_state(run_dir, state="failed", phase=None, message=f"{type(exc).__name__}: {exc}", finished_at=now())
         raise
     finally:
+        session.over = True
         (run_dir / PID).unlink(missing_ok=True)
         _drop_handlers(handlers)
         stop.uninstall()
+
+
+def _say_what_was_left(run_dir: Path, options: TrainOptions, previous: dict[str, Any], swept: list[str]) -> None:
+    """The log says what the last trainer of this folder left, when it did not stop cleanly."""
+    if previous.get("state") == "running":  # its trainer is gone (else the folder was refused)
+        phase = previous.get("phase") or "starting"
+        log.warning(
+            "the previous trainer of this run (process %s) stopped without a word while %s, at step %s",
+            previous.get("pid"),
+            phase,
+            previous.get("step", 0),
+        )
+    if previous and not options.resume:
+        log.info("the folder held no run yet (no %s): this run takes it over", RUN_CONFIG)
+    if swept:
+        log.info("removed what a killed writer left half-written: %s", ", ".join(sorted(swept)))
+
+
+def _cancelled_before_training(run_dir: Path, options: TrainOptions) -> RunOutcome:
+    """Stopped while validating or loading: nothing new to save (the last checkpoint, if any, stays)."""
+    found = latest_checkpoint(run_dir) if options.resume else None
+    step = found[0] if found else 0
+    state = write_state(run_dir, state="cancelled", phase=None, step=step, finished_at=now())
+    log.info("cancelled before training; --resume continues from step %d", step)
+    return RunOutcome("cancelled", run_dir, step, int(state.get("total_steps") or 0))
+
+
+def _hard_exit(session: _Session, stop: StopFlag) -> int:
+    """The parent watcher's last resort: say so in the state (when the run had not ended) and
+    give the exit code."""
+    run_dir = session.run_dir
+    if session.over or run_dir is None:
+        return EXIT_OK if session.over else EXIT_INTERNAL
+    found = latest_checkpoint(run_dir)
+    message = (
+        f"Stopped hard: {stop.signal}, and the trainer was still busy {ORPHAN_GRACE_S:g} s later; "
+        f"resume continues from step {found[0] if found else 0}."
+    )
+    log.error("%s", message)
+    write_state(run_dir, state="failed", phase=None, message=message, finished_at=now())
+    return EXIT_INTERNAL
+
+
+def _say(message: str, quiet: bool) -> None:
+    """A notice for the log and stderr (with --quiet the log goes to train.log only)."""
+    log.warning("%s", message)
+    if quiet:
+        sys.stderr.write(f"[finetune] {message}\n")
+        sys.stderr.flush()
 
 
 def _data(
@@ -540,8 +777,6 @@ def _with_lora(model: Any, options: TrainOptions, run_dir: Path) -> tuple[Any, P
         warnings.simplefilter("ignore", FutureWarning)  # transformers 5 deprecation notes peft triggers
         if resume_from is not None:
             return PeftModel.from_pretrained(model, str(resume_from), is_trainable=True), resume_from
-        if options.resume:
-            log.info("no checkpoint in %s: starting from step 0", run_dir)
         torch.manual_seed(options.seed)  # the LoRA A matrices' initialisation
         return get_peft_model(model, lora_config(options.rank, options.alpha, options.dropout)), None
 

@@ -211,6 +211,18 @@ def shown_text(app: AppTest) -> str:
     return shown(all_text(app))
 
 
+def status_lines(status) -> list[str]:  # type: ignore[no-untyped-def]
+    """The lines an st.status shows, as the reader sees them (bold marks dropped): markdown lines and
+    progress bars' texts."""
+    lines = []
+    for child in status.children.values():
+        if child.type == "markdown":
+            lines.append(shown(child.value.replace("**", "")))
+        elif child.type == "progress":
+            lines.append(shown(child.proto.text.replace("**", "")))
+    return lines
+
+
 def answer_with_reason(server: LocalServer, path: str, status: int, reason: str) -> str:
     """A route on the local server that answers `status` with `reason` as its HTTP reason phrase."""
     handler = server.httpd.RequestHandlerClass

@@ -85,7 +85,7 @@ def colour_dataset(folder: Path, clips: dict[str, Path]) -> Path:
 
 def finetune_page(app: AppTest) -> AppTest:
     app.run()
-    return app.switch_page("pages/finetune.py").run()
+    return app.switch_page("app_pages/finetune.py").run()
 
 
 def button(app: AppTest, label: str):  # type: ignore[no-untyped-def]

@@ -31,13 +31,13 @@ def test_every_page_renders_without_a_model_loaded(monkeypatch, tmp_path):
         "Frames per round",
         "Sample by fps (0 = the fixed frame count)",
     ]
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     assert not app.exception
     assert [t.value for t in app.main.title] == ["Models"]
     assert "No local model is loaded" in app.info[0].value
     # the sidebar is drawn on every page, with the same settings
     assert app.sidebar.selectbox(key="model_choice").value == "local"
-    app.switch_page("pages/analyze.py").run()
+    app.switch_page("app_pages/analyze.py").run()
     assert not app.exception and app.main.title[0].value == "Analyze a video"
     assert loaded_model_status() is None  # opening pages loaded nothing
 
@@ -58,7 +58,7 @@ def test_gemini_key_moves_from_the_address_bar_into_session_state(monkeypatch, t
     app.run()  # the next run keeps it in the session, still not in the URL
     assert app.session_state["gemini_api_key"] == "Qk7w-query-key-123"
     assert "gemini_api_key" not in app.query_params
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     assert "a key typed in this session" in shown_text(app)
     assert_key_set(app, "Qk7w-query-key-123")
 
@@ -90,7 +90,7 @@ def test_a_typed_key_moves_into_the_session_and_change_brings_the_empty_field_ba
     assert "Gemini calls use this key." in sidebar_says(app)
     app.run()  # still set on the next run
     assert_key_set(app, "Tz3v-typed-key-456")
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     assert "Key: a key typed in this session" in shown_text(app)
     assert_key_set(app, "Tz3v-typed-key-456")
 
@@ -107,7 +107,7 @@ def test_a_server_side_key_needs_no_query_param(monkeypatch, tmp_path):
     app_env(monkeypatch, tmp_path, GEMINI_API_KEY="server-key")
     app = new_app().run()
     assert "The server has a GEMINI_API_KEY: Gemini calls use it." in sidebar_says(app)
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     assert "the server's GEMINI_API_KEY" in shown_text(app)
     assert "server-key" not in shown_text(app)
     app.sidebar.text_input(key="gemini_api_key_input").input("Sx9p-session-key").run()  # replaces it here
@@ -132,7 +132,7 @@ def test_finished_adapters_are_offered_as_models(monkeypatch, tmp_path):
     ]
     model.select("adapter:news-run").run()
     assert "fine-tuned adapter" in shown(app.sidebar.caption[1].value)
-    app.switch_page("pages/models.py").run()
+    app.switch_page("app_pages/models.py").run()
     table = app.dataframe[-1].value
     assert list(table["name"]) == ["news-run"] and list(table["rank"]) == [8]
 

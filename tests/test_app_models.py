@@ -29,7 +29,7 @@ def tiny(tiny_model: Path) -> Path:
 
 def models_page(app: AppTest) -> AppTest:
     app.run()
-    return app.switch_page("pages/models.py").run()
+    return app.switch_page("app_pages/models.py").run()
 
 
 def button(app: AppTest, label: str):  # type: ignore[no-untyped-def]
@@ -66,9 +66,13 @@ def test_missing_weights_say_how_to_pre_seed(monkeypatch, tmp_path):
     app_env(monkeypatch, tmp_path, VCHAT_MODEL_ID="nobody/not-a-model")
     app = models_page(new_app())
     assert not app.exception
-    assert "The model nobody/not-a-model is not on this machine." in shown(app.warning[0].value)
+    [warning] = [shown(w.value) for w in app.main.warning]
+    assert warning == "The model nobody/not-a-model is not on this machine. See how to get them below."
     assert button(app, "Load the local model").disabled
-    assert any("huggingface-cli download nobody/not-a-model" in c.value for c in app.code)
+    [command] = [c.value for c in app.code if "nobody/not-a-model" in c.value]  # said once, in the open expander
+    assert command == f"hf download nobody/not-a-model --local-dir {tmp_path / 'no-preseed'}"
+    [how] = [e for e in app.expander if e.label.startswith("Where the local weights come from")]
+    assert how.proto.expanded
 
 
 def test_gemini_reachability_with_the_key_from_the_address_bar(monkeypatch, tmp_path, gemini):

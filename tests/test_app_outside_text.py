@@ -98,7 +98,7 @@ def test_a_gemini_model_name_from_the_address_bar_is_text(monkeypatch, tmp_path,
     assert "\\!\\[pixel\\]" in error.value and "\\[Fix\\: click here\\]" in error.value
     assert_no_markup(app)
 
-    app.switch_page("pages/models.py").run()  # the Gemini section names the model, and checks it
+    app.switch_page("app_pages/models.py").run()  # the Gemini section names the model, and checks it
     [described] = [m.value for m in app.markdown if m.value.startswith("Key:")]
     assert_shown_as_text(described, MODEL_NAME)
     button(app, "Check Gemini").click().run()
@@ -174,7 +174,7 @@ def unsafe_calls(source: str, name: str) -> list[str]:
 
 
 def test_every_message_goes_through_the_feedback_helpers():
-    files = [ROOT / "Home.py", *sorted((ROOT / "pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
+    files = [ROOT / "Home.py", *sorted((ROOT / "app_pages").glob("*.py")), *sorted((ROOT / "ui").glob("*.py"))]
     checked = [path for path in files if path.name != "feedback.py"]
     assert len(checked) > 10
     found = [line for path in checked for line in unsafe_calls(path.read_text(), str(path.relative_to(ROOT)))]

@@ -85,7 +85,7 @@ def test_streamlit_stays_out_of_core_and_finetune():
         f"{module} imports {target}"
         for module, targets in sources().items()
         for target in targets
-        if target.split(".")[0] in ("streamlit", "ui", "pages")
+        if target.split(".")[0] in ("streamlit", "ui", "app_pages")
     )
     assert offenders == []
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.media_factory import make_clip
 from tests.support import ROOT, LocalServer, answer_with_reason
 
 OUTPUT = ROOT / "test-output" / "browser"
@@ -103,10 +104,11 @@ def app_url(tmp_path: Path, tiny_model: Path) -> Iterator[str]:
         shutil.copyfile(log, OUTPUT / "streamlit.log")
 
 
-def test_analyse_an_uploaded_clip_in_chromium(app_url: str, clips: dict[str, Path]):
+def test_analyse_an_uploaded_clip_in_chromium(app_url: str, tmp_path: Path):
     from playwright.sync_api import expect, sync_playwright
 
-    clip = clips["h264"]
+    # 12 s of 4:4:4 video: sanitize re-encodes it, for long enough to report how far it is
+    clip = make_clip(tmp_path / "phone-clip.mp4", duration=12, size="640x360", pix_fmt="yuv444p")
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
@@ -125,9 +127,29 @@ def test_analyse_an_uploaded_clip_in_chromium(app_url: str, clips: dict[str, Pat
             browser.close()
 
 
+def first_paint(page, app_url: str) -> float:  # type: ignore[no-untyped-def]
+    """Seconds from opening / on a fresh server to the Analyze form's question field being visible."""
+    started = time.monotonic()
+    page.goto(f"{app_url}/")
+    page.get_by_label("Question").wait_for(state="visible", timeout=60_000)
+    return time.monotonic() - started
+
+
 def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-untyped-def]
-    # A bookmarked deep link as the very first request of a fresh server (Streamlit's legacy
-    # pages/ route): the page comes inside the shell, with no "Page not found" dialog.
+    # A newcomer opens the app: the form comes at once (the goal is 2 s on a warm server; reported,
+    # not asserted), with no other menu or blank page first.
+    cold = first_paint(page, app_url)
+    page.screenshot(path=str(OUTPUT / "first-paint.png"))
+    warm = first_paint(page, app_url)
+    print(f"\nfirst paint: form visible {cold:.2f} s after opening / on a fresh server, {warm:.2f} s warm")
+    (OUTPUT / "first-paint.txt").write_text(f"fresh server: {cold:.2f} s\nwarm server: {warm:.2f} s\n")
+    assert page.get_by_role("link", name="analyze", exact=True).count() == 0  # no legacy pages/ menu
+    # readiness before Analyze: where the weights are, whether a key is set
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Ready?")).to_be_visible()
+    expect(sidebar.get_by_text(re.compile(r"Weights: .+ \(VCHAT_MODEL_PATH\)"))).to_be_visible()
+
+    # A bookmarked deep link: the page comes inside the shell, with no "Page not found" dialog.
     page.goto(f"{app_url}/models?gemini_api_key=test-key")
     expect(page.get_by_role("heading", name="Models", exact=True)).to_be_visible()
     expect(page.get_by_text("Perception rounds")).to_be_visible()  # the shared sidebar is there
@@ -160,9 +182,23 @@ def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-
     page.wait_for_timeout(500)
     page.get_by_role("button", name="Analyze").click()
 
-    expect(page.get_by_text("Answered in").first).to_be_visible(timeout=TIMEOUT_MS)
-    expect(page.get_by_role("heading", name="Answer")).to_be_visible()
-    # the question as shown above the answer (the rounds' prompts repeat it inside closed expanders)
+    # progress that moves: the status label names the stage and the time waited, and changes
+    labels = watch_status(page)
+    print("status labels seen:", *labels, sep="\n  ")
+    assert len({label.split(":")[0] for label in labels}) >= 3, labels  # the stages went by, in words
+    assert len([label for label in labels if label.startswith("Looking at the video:")]) >= 2, labels
+    assert re.match(r"Answered \(the model took [\d.]+ s\) · [\d.]+ s in all", labels[-1]), labels
+    status = page.get_by_test_id("stExpander").filter(has_text="Answered").first
+    status.get_by_text("Answered", exact=False).first.click()  # open the finished status: every stage's line
+    expect(status.get_by_text(re.compile(r"Making a clean copy to analyse: 12 of 12 s written"))).to_be_visible()
+    expect(status.get_by_text(re.compile(r"round 3 of 3: \d+ tokens? generated · took"))).to_be_visible()
+
+    # the result, top-down: the source and its provenance, then the answer, then the evidence
+    source, answer = page.get_by_role("heading", name="Source"), page.get_by_role("heading", name="Answer")
+    expect(source).to_be_visible()
+    expect(answer).to_be_visible()
+    assert source.bounding_box()["y"] < answer.bounding_box()["y"]
+    expect(page.get_by_text("Content credentials (C2PA)")).to_be_visible()
     shown_question = page.locator("p").filter(has_text="Question:").filter(has_text="What is shown in this clip?")
     expect(shown_question).to_be_visible()
     timeline = page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot")
@@ -176,17 +212,42 @@ def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-
     download = download_info.value
     assert download.suggested_filename.endswith(".json")
     data = json.loads(Path(download.path()).read_text())
-    assert data["question"] == "What is shown in this clip?"
-    assert isinstance(data["answer"], str)
-    assert [r["round"] for r in data["rounds"]] == [1, 2, 3]
-    assert all(len(r["frame_timestamps"]) == 8 for r in data["rounds"])
-    assert data["request"]["generation"]["max_new_tokens"] == 24
-    assert data["model"]["backend"] == "local"
+    assert data["question"] == "What is shown in this clip?" and isinstance(data["answer"], str)
+    # a record that stands on its own: the source and what the bytes are, beside the answer
+    assert data["source"]["kind"] == "upload" and data["source"]["filename"] == clip.name
+    assert data["media"]["sha256"] == data["media"]["provenance"]["sha256"]
+    assert data["media"]["provenance"]["c2pa"]["state"] == "none"
+    assert data["media"]["probe"]["duration_s"] > 0 and data["media"]["sanitize"]["path_taken"]
+    result = data["result"]
+    assert [r["round"] for r in result["rounds"]] == [1, 2, 3]
+    assert all(len(r["frame_timestamps"]) == 8 for r in result["rounds"])
+    assert result["request"]["generation"]["max_new_tokens"] == 24
+    assert result["model"]["backend"] == "local"
     assert "test-key" not in json.dumps(data)
     (OUTPUT / "result.json").write_text(json.dumps(data, indent=2))
 
-    page.get_by_role("heading", name="Answer").scroll_into_view_if_needed()
+    source.scroll_into_view_if_needed()
     page.screenshot(path=str(OUTPUT / "result.png"), full_page=True)
+
+
+def watch_status(page, timeout_s: float = 110) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every distinct label the analysis's status shows, polled until it says it answered."""
+    labels: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    summary = page.get_by_test_id("stExpander").locator("summary")
+    while time.monotonic() < deadline:
+        try:
+            texts = summary.all_inner_texts()
+        except Exception:  # the page re-rendered between the query and the read
+            texts = []
+        for text in texts:
+            label = " ".join(text.split()).removeprefix("check").strip()  # the done icon's ligature
+            if label and label not in labels and ("so far" in label or label.startswith("Answered")):
+                labels.append(label)
+        if labels and labels[-1].startswith("Answered"):
+            return labels
+        time.sleep(0.05)
+    raise AssertionError(f"the analysis did not finish in {timeout_s:.0f} s; the status said: {labels}")
 
 
 def set_number(page, label: str, value: str) -> None:  # type: ignore[no-untyped-def]

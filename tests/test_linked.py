@@ -43,7 +43,7 @@ def test_linked_gives_both_answers_the_digest_as_context_and_a_verdict(gemini, g
     assert [(s.start_s, s.end_s) for s in linked.gemini_segments] == [(0.5, 1.5)]
     # the tiny model's nonsense is not a short answer, so Gemini judged; the fake says they disagree
     assert linked.agreement == "disagree" and linked.method.startswith("Gemini as judge")
-    assert "They DISAGREE" in result.answer and "Gemini: A test pattern" in result.answer
+    assert "They DISAGREE" in result.answer and "Gemini (gemini-flash-latest): A test pattern" in result.answer
     assert [r["path"].endswith(":generateContent") for r in gemini.generate_requests()] == [True] * 3
     assert [call.what for call in result.gemini.calls] == ["for the digest", "to the question", "judging agreement"]
     # a second question on the same video reuses the stored digest
@@ -136,7 +136,11 @@ def test_cli_analyze_linked(gemini, tmp_path, clips, tiny):
     assert stored and VALID_KEY not in stored
 
 
-def test_cli_linked_without_a_key_fails_before_loading_anything(tmp_path, tiny, gemini):
+def test_cli_linked_without_a_key_fails_before_loading_anything(tmp_path, tiny, gemini, clips):  # type: ignore[no-untyped-def]
+    (tmp_path / "videos").mkdir()
+    shutil.copyfile(clips["h264_b"], tmp_path / "videos" / "x.mp4")
     args = ["analyze", "x.mp4", "-Q", "What?", "--model", "linked", "--model-path", str(tiny)]
     proc = run_cli(args, tmp_path, GOOGLE_GEMINI_BASE_URL=gemini.base_url, GEMINI_API_KEY="")
-    assert proc.returncode == 2 and proc.stderr.decode().startswith("error: No Gemini API key.")
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and err.splitlines()[-1].startswith("error: No Gemini API key.")
+    assert "[sanitize]" not in err and "[model]" not in err  # the video was checked, nothing slow was done

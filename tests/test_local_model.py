@@ -194,11 +194,13 @@ def test_cli_serves_a_stored_result_like_the_app_and_reruns_on_request(tmp_path:
     ],
 )
 def test_cli_bad_analyze_input_exits_2_before_any_work(
-    tmp_path: Path, tiny_model: Path, extra: list[str], message: str
+    tmp_path: Path, tiny_model: Path, clips: dict[str, Path], extra: list[str], message: str
 ):
     extra = [str(tiny_model) if arg == "TINY" else arg for arg in extra]
-    proc = run_cli(["analyze", "missing.mp4", *extra], tmp_path)
+    (tmp_path / "videos").mkdir()
+    shutil.copy(clips["h264_b"], tmp_path / "videos" / "clip.mp4")
+    proc = run_cli(["analyze", "clip.mp4", *extra], tmp_path)
     assert proc.returncode == 2, proc.stderr.decode()
     err = proc.stderr.decode()
     assert message in err and "Traceback" not in err
-    assert "[fetch]" not in err, "validation must come before fetching media or loading a model"
+    assert "[sanitize]" not in err and "[model]" not in err, "the request and engine come before slow work"

@@ -62,7 +62,8 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
         progress.fail("The analysis failed")
         show_error(exc)
         return None
-    done = "Served from the stored result" if run.from_store else f"Answered in {run.result.seconds:.1f} s"
+    took = f"the model took {run.result.seconds:.1f} s"
+    done = "Served from the stored result" if run.from_store else f"Answered ({took})"
     progress.finish(done)
     st.session_state[LAST_RUN] = run
     return run

@@ -8,11 +8,12 @@ import time
 import pandas as pd
 import streamlit as st
 
+from core import commands
 from core.config import Settings
 from core.errors import VChatError
 from core.models.local.adapters import find_adapters
 from core.models.local.host import HOST, QueueState
-from core.models.local.loading import preseed_help, resolve_source
+from core.models.local.loading import resolve_source
 from core.models.status import gemini_key, gemini_reachability, loaded_model_status, weights_status
 from ui import state
 from ui.feedback import md, show_caption, show_error, show_info, show_success, show_warning, spinner
@@ -64,8 +65,9 @@ def weights_section(settings: Settings) -> None:
     weights = weights_status(settings)
     if weights.found:
         show_success(f"Found ({weights.origin}): {weights.path}", icon=":material/folder:")
-    else:
-        show_warning(weights.problem or "No weights found.", icon=":material/folder_off:")
+    else:  # how to get them is said once, in the pre-seed section below
+        problem = weights.problem or "No weights found."
+        show_warning(f"{problem} See how to get them below.", icon=":material/folder_off:")
     flash = st.session_state.pop(FLASH, None)
     if flash:
         show_success(flash)
@@ -105,8 +107,9 @@ def adapters_section(settings: Settings) -> None:
     if not adapters:
         st.caption(
             md(
-                "No finished adapters in {}. Train one with `python -m finetune --data FILE.jsonl`.",
+                "No finished adapters in {}. Train one with `{}`.",
                 settings.adapters_dir,
+                commands.train().command,
             )
         )
         return
@@ -145,22 +148,20 @@ def gemini_section(settings: Settings) -> None:
 
 
 def preseed_section(settings: Settings) -> None:
-    st.subheader("Pre-seeding the weights")
-    st.markdown(
-        md(
-            "vChat downloads no weights unless `VCHAT_MODEL_DOWNLOAD=1`. It looks at `VCHAT_MODEL_PATH`, "
-            "then {}, then {} in the Hugging Face cache.",
-            settings.preseed_dir,
-            settings.model_id,
+    """How weights get here: open while none are found, a folded note once they are."""
+    found = weights_status(settings).found
+    with st.expander("Where the local weights come from, and how to pre-seed them", expanded=not found):
+        st.markdown(
+            md(
+                "vChat downloads no weights unless `VCHAT_MODEL_DOWNLOAD=1`. It looks at `VCHAT_MODEL_PATH`, "
+                "then {}, then {} in the Hugging Face cache.",
+                settings.preseed_dir,
+                settings.model_id,
+            )
         )
-    )
-    st.code(
-        f"huggingface-cli download {settings.model_id} --local-dir {settings.preseed_dir}\n"
-        "# or, for a quick end-to-end check on CPU:\n"
-        "python -m core tiny-model /tmp/tiny && VCHAT_MODEL_PATH=/tmp/tiny make run",
-        language="bash",
-    )
-    show_caption(preseed_help(settings))
+        for shown in (commands.preseed(settings), commands.TINY_DEMO):
+            st.code(shown.command, language="bash")
+            show_caption(shown.what)
 
 
 def safe(section, *args) -> None:  # type: ignore[no-untyped-def]

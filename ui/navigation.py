@@ -1,4 +1,4 @@
-"""The app's pages: the ones in pages/ that exist, in a fixed order (later issues add files)."""
+"""The app's pages: the ones in app_pages/ that exist, in a fixed order (later issues add files)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES_DIR = Path(__file__).resolve().parents[1] / "pages"
+PAGES_DIR = Path(__file__).resolve().parents[1] / "app_pages"
 
 # file stem -> (title, icon, URL path); known pages in this order, any other page file after them.
-# The URL path is the file's stem: the legacy pages/-folder route Streamlit still takes on a
-# process's first run finds the same page (no "Page not found"), and ui.shell.inside_app puts
-# the shell around it.
+# The URL path is the file's stem: /analyze, /models... (bookmarkable).
 KNOWN = {
     "analyze": ("Analyze", ":material/movie:", "analyze"),
     "factcheck": ("Fact-check", ":material/fact_check:", "factcheck"),

@@ -1,4 +1,6 @@
-"""Progress of one analysis: an st.status with a line per stage, a queued note, the streamed answer."""
+"""Progress of one analysis: an st.status with a line per stage (what it is doing, a bar where the
+stage knows how far it is, the seconds it took), a queued note, the streamed answer, and the total
+time the person has waited in the status label."""
 
 from __future__ import annotations
 
@@ -6,25 +8,71 @@ import time
 from typing import Any
 
 from core.models.local.host import QueueState
-from ui.feedback import md, show_info, show_progress, update_status
+from ui.feedback import md, plain, show_info, show_progress, update_status
+from ui.text import human_seconds
 
+# Stage names (core/progress.py) in words a newcomer reads; stages sharing a label share a line.
 STAGES = {
-    "fetch": "Fetch",
-    "download": "Download",
-    "provenance": "Provenance",
-    "probe": "Probe",
-    "sanitize": "Sanitize",
-    "ready": "Media",
-    "remote": "Gemini",
-    "frames": "Frames",
-    "queue": "Queued",
-    "model": "Model",
-    "analyze": "Model rounds",
-    "round": "Model rounds",
-    "store": "Result",
+    "fetch": "Getting the video",
+    "download": "Downloading",
+    "probe": "Checking the video",
+    "provenance": "Reading metadata and C2PA",
+    "sanitize": "Making a clean copy to analyse",
+    "ready": "Video ready",
+    "remote": "Asking Gemini",
+    "evidence": "Measuring without a model",
+    "shots": "Finding shots",
+    "keyframes": "Keeping keyframes",
+    "audio": "Listening to the signal",
+    "visual": "Looking for frozen and black frames",
+    "check": "Checking",
+    "frames": "Reading frames",
+    "queue": "Waiting for the local model",
+    "model": "Preparing the model",
+    "analyze": "Looking at the video",
+    "round": "Looking at the video",
+    "store": "Saving the result",
     "done": "Done",
 }
 STREAM_INTERVAL_S = 0.15
+REDRAW_INTERVAL_S = 0.2  # a stage's line and bar are redrawn at most this often (the last state always)
+
+
+class _Line:
+    """One stage's line in the status: text, bar, elapsed time."""
+
+    def __init__(self, label: str, slot: Any, started: float) -> None:
+        self.label = label
+        self.slot = slot
+        self.bar: Any = None
+        self.resumed: float | None = started  # None while another stage runs
+        self.spent = 0.0  # seconds of the periods this stage ran before `resumed` (stages interleave)
+        self.message = ""
+        self.drawn_at = 0.0
+
+    def resume(self, now: float) -> None:
+        if self.resumed is None:
+            self.resumed = now
+
+    def end(self, now: float) -> None:
+        if self.resumed is not None:
+            self.spent += now - self.resumed
+            self.resumed = None
+        self.draw(now, 1.0 if self.bar is not None else None, force=True)
+
+    def draw(self, now: float, fraction: float | None, force: bool = False) -> None:
+        if not force and now - self.drawn_at < REDRAW_INTERVAL_S:
+            return
+        self.drawn_at = now
+        running = self.resumed is not None
+        took = human_seconds(self.spent + (now - self.resumed if self.resumed is not None else 0.0))
+        text = md("**{}**: {} · {}", self.label, self.message, took if running else f"took {took}")
+        if fraction is None and self.bar is None:
+            self.slot.markdown(plain(text))
+            return
+        if self.bar is None:
+            self.bar = self.slot.progress(0.0)
+        show_progress(self.bar, fraction if fraction is not None else 1.0, text)
 
 
 class AnalysisProgress:
@@ -34,31 +82,37 @@ class AnalysisProgress:
         self.status = status
         self.queued_slot = queued_slot
         self.answer_slot = answer_slot
-        self.lines: dict[str, Any] = {}
-        self.bar: Any = None
+        self.lines: dict[str, _Line] = {}
+        self.current: _Line | None = None
         self.last_stream = 0.0
         self.started = time.monotonic()
 
+    def waited(self) -> str:
+        return human_seconds(time.monotonic() - self.started)
+
     def stage(self, stage: str, message: str, fraction: float | None) -> None:
+        now = time.monotonic()
         label = STAGES.get(stage, stage.capitalize())
-        if stage == "download":
-            if self.bar is None:
-                self.bar = self.status.progress(0.0)
-            show_progress(self.bar, fraction or 0.0, message)
-            return
         if stage != "queue":
             self.queued_slot.empty()
-        if label not in self.lines:
-            self.lines[label] = self.status.empty()
-        self.lines[label].markdown(md("**{}**: {}", label, message))
-        update_status(self.status, f"{label}: {message}")
+        line = self.lines.get(label)
+        if line is None:
+            line = self.lines[label] = _Line(label, self.status.empty(), now)
+        if self.current is not None and self.current is not line:
+            self.current.end(now)
+        line.resume(now)
+        line.message = message
+        changed = self.current is not line
+        self.current = line
+        line.draw(now, fraction, force=changed or fraction == 1.0)
+        update_status(self.status, f"{label}: {message} ({self.waited()} so far)")
 
     def queued(self, state: QueueState) -> None:
         others = state.waiting - 1
         extra = f" {others} other session{'s' if others != 1 else ''} waiting too." if others > 0 else ""
         show_info(
-            f"Queued: another analysis is using the local model; this one starts when it is done "
-            f"(waiting {state.waited_s:.0f} s).{extra}",
+            f"Another analysis is using the local model; this one starts when it is done "
+            f"(waiting {human_seconds(state.waited_s)}).{extra}",
             icon=":material/hourglass_top:",
             where=self.queued_slot,
         )
@@ -71,11 +125,14 @@ class AnalysisProgress:
         self.answer_slot.markdown(md("*Round {}, as it is generated:*  \n{}", round_number, text))
 
     def finish(self, message: str) -> None:
+        """`message` with the whole time waited, the last stage's line closed."""
+        if self.current is not None:
+            self.current.end(time.monotonic())
         self.queued_slot.empty()
         self.answer_slot.empty()
-        update_status(self.status, message, state="complete", expanded=False)
+        update_status(self.status, f"{message} · {self.waited()} in all", state="complete", expanded=False)
 
     def fail(self, message: str) -> None:
         self.queued_slot.empty()
         self.answer_slot.empty()
-        update_status(self.status, message, state="error", expanded=True)
+        update_status(self.status, f"{message} after {self.waited()}", state="error", expanded=True)

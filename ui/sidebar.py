@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis.choices import model_choices
+from core.analysis.choices import left_out_note, model_choices
 from core.config import Settings
 from core.models.base import MAX_REQUEST_FRAMES, MAX_ROUNDS
-from ui import state
+from ui import readiness, state
 from ui.feedback import show_caption, show_success
 
 PIXEL_PATCHES = (64, 128, 192, 256, 384, 512, 768, 1024)  # 28x28 patches per frame
@@ -22,8 +22,8 @@ def render_sidebar(settings: Settings) -> None:
     state.init_state(settings)
     choices = model_choices(settings)
     labels = {choice.key: choice.label for choice in choices}
-    if st.session_state.get(state.MODEL_CHOICE) not in labels:  # an adapter folder was removed
-        st.session_state[state.MODEL_CHOICE] = "local"
+    if st.session_state.get(state.MODEL_CHOICE) not in labels:  # an adapter removed, a Gemini-only install
+        st.session_state[state.MODEL_CHOICE] = choices[0].key
     side = st.sidebar
     side.selectbox(
         "Model",
@@ -32,17 +32,34 @@ def render_sidebar(settings: Settings) -> None:
         key=state.MODEL_CHOICE,
         help="The local model runs on this machine; Gemini needs an API key; linked runs both.",
     )
-    show_caption(state.selected_choice(settings).help, where=side)
+    choice = state.selected_choice(settings)
+    show_caption(choice.help, where=side)
+    note = left_out_note()
+    if note:
+        show_caption(note, where=side)
 
+    # Rounds, frames and pixels are the perception loop's: an engine that watches the whole video
+    # (Gemini) samples it itself, so they are shown but not editable.
+    samples_frames = choice.capabilities.takes_frames
+    not_used = None if samples_frames else "Gemini watches the whole video itself; this applies to frame models."
     side.number_input(
         "Perception rounds",
         min_value=1,
         max_value=MAX_ROUNDS,
         step=1,
         key=state.ROUNDS,
-        help="VideoChat-R1.5 looks again, more densely, at the segments it cited.",
+        disabled=not samples_frames,
+        help=not_used or "VideoChat-R1.5 looks again, more densely, at the segments it cited.",
     )
-    side.number_input("Frames per round", min_value=1, max_value=MAX_REQUEST_FRAMES, step=4, key=state.FRAMES)
+    side.number_input(
+        "Frames per round",
+        min_value=1,
+        max_value=MAX_REQUEST_FRAMES,
+        step=4,
+        key=state.FRAMES,
+        disabled=not samples_frames,
+        help=not_used,
+    )
     side.number_input(
         "Sample by fps (0 = the fixed frame count)",
         min_value=0.0,
@@ -52,7 +69,17 @@ def render_sidebar(settings: Settings) -> None:
         help="With fps, the frame count is the upper limit.",
     )
     pixel_options = sorted({p * 28 * 28 for p in PIXEL_PATCHES} | {int(st.session_state[state.MAX_PIXELS])})
-    side.select_slider("Max pixels per frame", options=pixel_options, format_func=_pixels_label, key=state.MAX_PIXELS)
+    side.select_slider(
+        "Max pixels per frame",
+        options=pixel_options,
+        format_func=_pixels_label,
+        key=state.MAX_PIXELS,
+        disabled=not samples_frames,
+        help=not_used,
+    )
+    with side.container(key="readiness"):
+        st.markdown("**Ready?**")
+        readiness.show_lines(readiness.current_readiness(settings, choice))
 
     with side.expander("Generation"):
         st.number_input("Max new tokens per round", min_value=1, max_value=8192, step=64, key=state.MAX_NEW_TOKENS)

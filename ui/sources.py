@@ -10,12 +10,13 @@ from typing import BinaryIO
 import streamlit as st
 
 from core.config import Settings
-from core.errors import InputError
+from core.errors import InputError, VChatError
+from core.media.fetch import VIDEO_SUFFIXES, url_from_field
 from core.models.gemini.video import is_youtube_url
 from ui import state
 from ui.feedback import md, show_info
 
-VIDEO_TYPES = ["mp4", "mov", "m4v", "webm", "mkv", "avi", "mpeg", "mpg", "ts", "3gp", "ogv", "flv", "wmv"]
+VIDEO_TYPES = sorted(VIDEO_SUFFIXES)
 MAX_LISTED = 500
 KINDS = ("URL", "Upload", "Media folder")
 
@@ -32,6 +33,7 @@ class SourceInput:
     filename: str | None
     label: str  # what to call it in messages
     gemini_reads_url: bool = False  # Gemini reads a YouTube URL itself: nothing is downloaded
+    refused: VChatError | None = None  # what the URL field held is no URL
 
 
 def media_files(settings: Settings) -> list[str]:
@@ -67,7 +69,13 @@ def source_input(settings: Settings) -> SourceInput | None:
                 help="Faster for long videos, but nothing is downloaded here: no provenance, no metadata, no frames. "
                 "Only public videos work.",
             )
-        return SourceInput(url.strip(), None, url.strip(), bool(reads_itself)) if url.strip() else None
+        if not url.strip():
+            return None
+        try:
+            address = url_from_field(url)
+        except VChatError as exc:  # said when Analyze is pressed (see `require`)
+            return SourceInput(url.strip(), None, url.strip(), refused=exc)
+        return SourceInput(address, None, address, bool(reads_itself))
     if kind == "Upload":
         upload = st.file_uploader(
             "Video file",
@@ -88,9 +96,12 @@ def source_input(settings: Settings) -> SourceInput | None:
     return SourceInput(chosen, None, Path(chosen).name) if chosen else None
 
 
-def require(source: SourceInput | None, question: str) -> SourceInput:
+def require(source: SourceInput | None, question: str | None = None) -> SourceInput:
+    """The source given (and the question, when one is needed), or InputError saying what is missing."""
     if source is None:
         raise InputError("No video given.", "Paste a URL, upload a file or pick one from the media folder.")
-    if not question.strip():
+    if source.refused is not None:
+        raise source.refused
+    if question is not None and not question.strip():
         raise InputError("The question is empty.", "Type what you want to know about the video.")
     return source

@@ -31,3 +31,14 @@ def human_bytes(size: int | float | None) -> str:
         value /= 1024
     return f"{value:.1f} TB"
 
+
+
+def human_seconds(seconds: float) -> str:
+    """12.3 s, 4 min 05 s, 1 h 02 min: how long something took, read at a glance."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

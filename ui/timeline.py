@@ -11,10 +11,14 @@ SEGMENT_COLOR = "rgba(230, 126, 34, 0.45)"
 
 
 def timeline_figure(result: AnalysisResult, duration_s: float | None = None) -> go.Figure:
-    """A static figure, readable without hovering: rows are rounds (and, in linked mode, Gemini's
-    answer), x is the video's time."""
-    labelled = [(f"Round {record.round}", record) for record in result.rounds]
-    labelled += [("Gemini" if len(result.gemini_rounds) == 1 else f"Gemini {r.round}", r) for r in result.gemini_rounds]
+    """A static figure, readable without hovering: rows are rounds of the perception loop, and the
+    answers of an engine that watched the video itself (Gemini, alone or in linked mode), named so;
+    x is the video's time, from 0 to `duration_s`."""
+    looked = [r for r in result.rounds if r.frame_timestamps or r.frame_indices]
+    itself = [r for r in result.rounds if not (r.frame_timestamps or r.frame_indices)] + result.gemini_rounds
+    name = "Gemini" if result.gemini is not None else result.model.backend
+    labelled = [(f"Round {record.round}", record) for record in looked]
+    labelled += [(name if len(itself) == 1 else f"{name} {number}", r) for number, r in enumerate(itself, 1)]
     rows = [label for label, _ in labelled]
     figure = go.Figure()
     for row, record in labelled:

@@ -30,12 +30,13 @@ from core.media.frames import FrameSample
 from core.media.pipeline import MediaAsset
 from core.models.base import AnalysisRequest, AnalysisResult, StreamFn
 from core.models.engine import Capabilities, Engine, FrameEngine, Generation
-from core.models.registry import engine_names, get_engine
+from core.models.registry import engine_names, get_engine, missing_packages
 from core.progress import ProgressFn
 
 # Takes the local model's turn for the body (the runner's queue, with its "queued" reports).
 TurnFn = Callable[[], AbstractContextManager[Any]]
 LINKED = "linked"
+TOKEN_REPORT_S = 0.25  # how often a round reports its tokens while it generates
 
 
 @contextlib.contextmanager
@@ -110,7 +111,8 @@ class PerceptionFlow(SingleEngineFlow):
         turn: TurnFn,
     ) -> AnalysisResult:
         self.run_frames_stage(asset, stage)
-        with turn():
+        # Only the local engine shares this process's one model; a served engine (vLLM) runs at once.
+        with turn() if self.engine.capabilities.uses_local_host else no_turn():
             return self.answer(asset, request, stage, on_text)
 
     def run_frames_stage(self, asset: MediaAsset, stage: ProgressFn) -> None:
@@ -129,17 +131,28 @@ class PerceptionFlow(SingleEngineFlow):
         stage("model", f"{info.name} ready on {info.device} ({info.dtype})", None)
         source = asset.frames(self.settings)
         request, notes = self.engine.fit(request, source.index)
-        current = {"round": 0}
+        budget = request.generation.max_new_tokens
 
         def generate(sample: FrameSample, prompt: str, number: int) -> Generation:
-            if number != current["round"]:
-                current["round"] = number
-                stage("round", f"round {number} of {request.rounds}", (number - 1) / request.rounds)
-            partial = (lambda text: on_text(number, text)) if on_text else None
-            return self.engine.generate(sample, prompt, request, partial)
+            where = f"round {number} of {request.rounds}"
+            stage("round", f"{where}: {len(sample.indices)} frames in, generating", (number - 1) / request.rounds)
+            last_report = [0.0]
 
-        stage("analyze", f"asking {info.name}", None)
-        rounds = run_perception(source, request, generate, glue_time=self.settings.glue_time)
+            def partial(text: str, tokens: int | None = None) -> None:
+                if on_text:
+                    on_text(number, text)
+                now = time.monotonic()
+                if tokens is not None and now - last_report[0] >= TOKEN_REPORT_S:
+                    last_report[0] = now
+                    done = (number - 1 + min(tokens / budget, 1.0)) / request.rounds
+                    stage("round", f"{where}: {_tokens(tokens)} generated (at most {budget})", done)
+
+            generation = self.engine.generate(sample, prompt, request, partial)
+            stage("round", f"{where}: {_tokens(generation.tokens_out)} generated", number / request.rounds)
+            return generation
+
+        stage("analyze", f"{request.rounds} round{'s' if request.rounds != 1 else ''} with {info.name}", None)
+        rounds = run_perception(source, request, generate, glue_time=self.settings.glue_time, progress=stage)
         budget = request.generation.max_new_tokens
         notes += [f"Round {r.round} was {cut_off_note(budget)}." for r in rounds if r.truncated]
         return AnalysisResult(
@@ -154,9 +167,23 @@ class PerceptionFlow(SingleEngineFlow):
         )
 
 
+def _tokens(count: int) -> str:
+    return f"{count} token{'s' if count != 1 else ''}"
+
+
 def model_names() -> list[str]:
     """What `--model` and the model choices accept: every engine, and linked mode."""
     return [*engine_names(), LINKED]
+
+
+def engines_of(name: str) -> tuple[str, ...]:
+    """The engines the model called `name` runs on."""
+    return ("gemini", "local") if name == LINKED else (name,)
+
+
+def missing_for(name: str) -> list[str]:
+    """The packages the model called `name` needs and this environment lacks (none: it can run)."""
+    return list(dict.fromkeys(package for engine in engines_of(name) for package in missing_packages(engine)))
 
 
 def flow_for(name: str, settings: Settings, model_path: Path | None = None, gemini_api_key: str | None = None) -> Flow:

@@ -1,6 +1,7 @@
 """Linked mode: Gemini digests the video (it hears the audio, reads long videos cheaply), the local
 VideoChat-R1.5 loop looks closely with that digest as context, and Gemini answers too. The result
-shows both answers, whether they agree and the spans each cites; it never averages them.
+(`LinkedResult`) holds both answers, whether they agree, the spans each cites and the digest itself;
+it never averages them.
 
 The flow takes the local model's turn for the local loop only: the digest, Gemini's own answer and
 the judge call are network calls, made before and after it, so other sessions never wait for them.
@@ -13,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from core.analysis.digest import digest_context, get_digest
+from core.analysis.digest import DigestRecord, digest_context, get_digest
 from core.analysis.flows import PerceptionFlow, TurnFn
 from core.analysis.spans import shared_seconds, short_answer
 from core.analysis.video_answer import answer_round
@@ -34,12 +35,14 @@ from core.models.gemini.client import GeminiClient
 from core.models.gemini.engine import GeminiEngine
 from core.progress import ProgressFn
 
+LOCAL_NAME = "VideoChat-R1.5"
 JUDGE_PROMPT = """Two models answered the same question about a video.
 Question: "{question}"
-Answer A: "{a}"
-Answer B: "{b}"
+Answer A, by {a_name}: "{a}"
+Answer B, by {b_name}: "{b}"
 Do A and B say the same thing? verdict: "agree" (same meaning), "partly" (overlap, but one adds \
-or leaves out something material), or "disagree" (they contradict each other). explanation: one sentence."""
+or leaves out something material), or "disagree" (they contradict each other). explanation: one sentence \
+that calls the answers by their models' names ({a_name}, {b_name}), not "A" and "B"."""
 
 
 class Verdict(BaseModel):
@@ -54,15 +57,20 @@ def compare_answers(
     local_answer: str,
     gemini_answer: str,
     usage: GeminiUsage,
+    names: tuple[str, str] = (LOCAL_NAME, "Gemini"),
 ) -> tuple[str, str, str]:
-    """(agreement, method, explanation): short answers compared exactly, others judged by Gemini."""
+    """(agreement, method, explanation): short answers compared exactly, others judged by Gemini.
+    `names` are the local model's and Gemini's names, as the explanation should call them."""
     local_short, gemini_short = short_answer(local_answer), short_answer(gemini_answer)
     if local_short and gemini_short:
         same = local_short == gemini_short
-        return ("agree" if same else "disagree"), "short answers compared exactly", f"{local_short} vs {gemini_short}"
+        compared = f"{names[0]}: {local_short}; {names[1]}: {gemini_short}"
+        return ("agree" if same else "disagree"), "short answers compared exactly", compared
     if not local_answer.strip() or not gemini_answer.strip():
         return "unclear", "one answer is empty", ""
-    prompt = JUDGE_PROMPT.format(question=question, a=local_answer[:2000], b=gemini_answer[:2000])
+    prompt = JUDGE_PROMPT.format(
+        question=question, a=local_answer[:2000], b=gemini_answer[:2000], a_name=names[0], b_name=names[1]
+    )
     try:
         verdict, _ = engine.ask(client, [prompt], "judging agreement", usage, Verdict)
     except VChatError as exc:
@@ -76,6 +84,32 @@ def _cited(result: AnalysisResult) -> list[Segment]:
         if record.segments:
             return record.segments
     return []
+
+
+class LinkedResult(AnalysisResult):
+    """A linked-mode result: the local loop's result, with Gemini's round, the comparison, and the
+    digest the local model was given as context (so the page and the export can show it)."""
+
+    digest: DigestRecord | None = None
+
+
+def _names(adapter: str | None, gemini_model: str | None) -> tuple[str, str]:
+    local = LOCAL_NAME + (f" + LoRA {adapter}" if adapter else "")
+    return local, f"Gemini ({gemini_model})" if gemini_model else "Gemini"
+
+
+def answer_names(result: AnalysisResult) -> tuple[str, str]:
+    """What the two answers of a linked result are called: the local model (with its adapter) and Gemini."""
+    return _names(result.model.adapter, result.gemini.model if result.gemini else None)
+
+
+def judged(comparison: LinkedComparison, names: tuple[str, str]) -> str:
+    """How agreement was judged, in words that name the models (the judge saw the local model's
+    answer as "A" and Gemini's as "B", and may still call them so)."""
+    how = comparison.method[:1].upper() + comparison.method[1:]
+    if how.startswith("Gemini as judge") and comparison.agreement != "unclear":
+        how += f", where A is {names[0]} and B is {names[1]}"
+    return f"{how}: {comparison.explanation}" if comparison.explanation else how
 
 
 class LinkedFlow:
@@ -103,7 +137,7 @@ class LinkedFlow:
         stage: ProgressFn,
         on_text: StreamFn | None,
         turn: TurnFn,
-    ) -> AnalysisResult:
+    ) -> LinkedResult:
         started = time.perf_counter()
         client = self.gemini.client(request)
         stage("remote", f"asking {client.model} for the digest and its own answer", None)
@@ -123,8 +157,9 @@ class LinkedFlow:
         with turn():
             local = self.local.answer(asset, request.model_copy(update={"context": context}), stage, on_text)
         gemini_answer = gemini_round.answer or ""
+        names = _names(local.model.adapter, client.model)
         agreement, method, explanation = compare_answers(
-            self.gemini, client, request.question, local.answer, gemini_answer, usage
+            self.gemini, client, request.question, local.answer, gemini_answer, usage, names
         )
         local_segments = _cited(local)
         comparison = LinkedComparison(
@@ -139,9 +174,10 @@ class LinkedFlow:
         )
         notes = [*local.notes, f"Digest by {record.model}" + (" (from the cache)" if record.reused else "")]
         notes += record.notes
-        return local.model_copy(
-            update={
-                "answer": linked_answer(comparison),
+        return LinkedResult(
+            **{
+                **dict(local),
+                "answer": linked_answer(comparison, names),
                 "model": ModelInfo(
                     **{**local.model.model_dump(), "backend": self.name, "name": f"{local.model.name} + {client.model}"}
                 ),
@@ -149,21 +185,25 @@ class LinkedFlow:
                 "gemini": usage,
                 "gemini_rounds": [gemini_round],
                 "linked": comparison,
+                "digest": record,
                 "seconds": round(time.perf_counter() - started, 3),
             }
         )
 
 
-def linked_answer(comparison: LinkedComparison) -> str:
-    """Both answers, and whether they agree, as one text (for tables and exports)."""
-    verdict = {
-        "agree": "They agree.",
-        "partly": "They partly agree.",
-        "disagree": "They DISAGREE: check the cited segments yourself.",
-        "unclear": "Agreement could not be judged.",
-    }[comparison.agreement]
+VERDICTS = {
+    "agree": "They agree.",
+    "partly": "They partly agree.",
+    "disagree": "They DISAGREE: check the cited segments yourself.",
+    "unclear": "Agreement could not be judged.",
+}
+
+
+def linked_answer(comparison: LinkedComparison, names: tuple[str, str] = (LOCAL_NAME, "Gemini")) -> str:
+    """Both answers, each under its model's name, and whether they agree, as one text (for tables and exports)."""
+    how = judged(comparison, names) if comparison.explanation else ""
     return (
-        f"VideoChat-R1.5: {comparison.local_answer.strip()}\n"
-        f"Gemini: {comparison.gemini_answer.strip()}\n"
-        f"{verdict}" + (f" ({comparison.explanation})" if comparison.explanation else "")
+        f"{names[0]}: {comparison.local_answer.strip()}\n"
+        f"{names[1]}: {comparison.gemini_answer.strip()}\n"
+        f"{VERDICTS[comparison.agreement]}" + (f" {how}" if how else "")
     )

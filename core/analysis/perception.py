@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from core.analysis.spans import check_span
-from core.media.frames import FrameSample, FrameSource
+from core.media.frames import DecodedFn, FrameSample, FrameSource
 from core.media.sampling import uniform_indices
 from core.models.base import AnalysisRequest, DroppedSegment, RoundRecord, Segment
 from core.models.engine import Generation
+from core.progress import ProgressFn
 
 PERCEPTION_VERSION = 2  # part of result keys: results of an older loop are not served for a new one
 MAX_SEGMENTS = 16
@@ -260,11 +261,21 @@ GenerateFn = Callable[[FrameSample, str, int], Generation]
 
 
 def round_sample(
-    source: FrameSource, request: AnalysisRequest, key_time: list[tuple[float, float]] | None
+    source: FrameSource,
+    request: AnalysisRequest,
+    key_time: list[tuple[float, float]] | None,
+    on_decoded: DecodedFn | None = None,
 ) -> FrameSample:
     """The frames a round shows: the official sampler's, decoded once across rounds."""
     plan = source.plan(frames=request.frames, fps=request.fps, key_time=key_time)
-    return source.sample(plan, max_pixels=request.max_pixels)
+    return source.sample(plan, max_pixels=request.max_pixels, on_decoded=on_decoded)
+
+
+def _decoding_reporter(progress: ProgressFn, number: int, rounds: int) -> DecodedFn:
+    def report(done: int, wanted: int) -> None:
+        progress("frames", f"round {number} of {rounds}: decoded {done} of {wanted} new frames", done / wanted)
+
+    return report
 
 
 def _spans(segments: Sequence[Segment] | Sequence[tuple[float, float]]) -> str:
@@ -273,15 +284,21 @@ def _spans(segments: Sequence[Segment] | Sequence[tuple[float, float]]) -> str:
 
 
 def run_perception(
-    source: FrameSource, request: AnalysisRequest, generate: GenerateFn, glue_time: GlueTime = "video"
+    source: FrameSource,
+    request: AnalysisRequest,
+    generate: GenerateFn,
+    glue_time: GlueTime = "video",
+    progress: ProgressFn | None = None,
 ) -> list[RoundRecord]:
-    """Run `request.rounds` rounds; each round's glue steers the next round's frames."""
+    """Run `request.rounds` rounds; each round's glue steers the next round's frames. `progress`
+    hears "frames" (frames decoded of those the round needs) before each round's generation."""
     records: list[RoundRecord] = []
     key_time: list[tuple[float, float]] | None = None
     for number in range(1, request.rounds + 1):
         started = time.perf_counter()
         decoded_before = source.frames_decoded_total
-        sample = round_sample(source, request, key_time)
+        on_decoded = _decoding_reporter(progress, number, request.rounds) if progress else None
+        sample = round_sample(source, request, key_time, on_decoded)
         decoded = source.frames_decoded_total - decoded_before
         prompt = round_prompt(request.question, number, request.rounds, request.context)
         generation = generate(sample, prompt, number)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -20,8 +20,10 @@ from core.analysis.flows import Flow, capabilities, flow_for
 from core.analysis.store import ResultStore, StoredResult
 from core.config import Settings
 from core.errors import InputError
+from core.media.fetch import looks_like_url
 from core.media.frames import FrameSample
-from core.media.pipeline import MediaAsset, prepare_media
+from core.media.pipeline import MediaAsset, finish_media, inspect_media
+from core.media.urlguard import UrlPolicy, check_url
 from core.models.base import AnalysisRequest, AnalysisResult, RoundRecord, StreamFn
 from core.models.gemini.video import is_youtube_url
 from core.models.local.host import HOST, Priority, QueuedFn, QueueState
@@ -47,7 +49,10 @@ class AnalysisRun:
 
     @property
     def result_json(self) -> str:
-        return json.dumps(self.data, indent=2, ensure_ascii=False)
+        """The JSON download: the result with its source, provenance, probe and sanitize facts (no key)."""
+        from core.analysis.export import export_record
+
+        return json.dumps(export_record(self), indent=2, ensure_ascii=False)
 
 
 def queued_message(state: QueueState) -> str:
@@ -91,14 +96,56 @@ def run_analysis(
     """Analyse `source` with the model called `model`; serve a stored result when there is one
     (unless `rerun`). Raises VChatError for anything the user can act on."""
     stage = on_stage or no_progress
+    if gemini_reads_url:  # the URL itself goes to the engine: nothing is downloaded
+        url = _readable_url(source, settings)
+        flow = flow_for(model, settings, model_path, gemini_api_key)
+        flow.check(request)
+        identity = flow.identity(request)
+        return _run_by_url(url, flow, identity, request, ResultStore(settings), rerun, stage, on_text)
     flow = flow_for(model, settings, model_path, gemini_api_key)
-    flow.check(request)  # missing weights, unknown adapter or no key: say so before any download
+    asset = checked_media(source, settings, lambda: flow.check(request), filename=filename, progress=stage)
+    return analyze_asset(asset, settings, flow, request, rerun=rerun, stage=stage, on_text=on_text,
+                         on_queued=on_queued, priority=priority)  # fmt: skip
+
+
+def checked_media(
+    source: str | Path | BinaryIO,
+    settings: Settings,
+    check: Callable[[], None],
+    filename: str | None = None,
+    progress: ProgressFn | None = None,
+) -> MediaAsset:
+    """The media of `source`, ready for a model, checked in the order a person can act on: the input
+    first (a refused URL, a file that is not a video), then `check` (the engines: weights, key,
+    adapter), then the slow steps (download, sanitize)."""
+    stage = progress or no_progress
+    is_url = isinstance(source, str | Path) and looks_like_url(str(source))
+    if is_url:
+        check_url(str(source), UrlPolicy.from_settings(settings))
+        check()
+        inspected = inspect_media(source, settings, filename=filename, progress=stage)
+    else:
+        inspected = inspect_media(source, settings, filename=filename, progress=stage)
+        check()
+    return finish_media(inspected, settings, progress=stage)
+
+
+def analyze_asset(
+    asset: MediaAsset,
+    settings: Settings,
+    flow: Flow,
+    request: AnalysisRequest,
+    *,
+    rerun: bool = False,
+    stage: ProgressFn = no_progress,
+    on_text: StreamFn | None = None,
+    on_queued: QueuedFn | None = None,
+    priority: Priority = "interactive",
+) -> AnalysisRun:
+    """Answer `request` about prepared media with `flow` (checked by the caller): the stored result
+    when there is one (unless `rerun`), else the flow's answer, stored."""
     identity = flow.identity(request)
     store = ResultStore(settings)
-    if gemini_reads_url:
-        return _run_by_url(source, settings, flow, identity, request, store, rerun, stage, on_text)
-
-    asset = prepare_media(source, settings, filename=filename, progress=stage)
     ref = store.media_ref(asset, identity, request)
     stored = None if rerun else store.get(ref)
     if stored is not None:
@@ -114,9 +161,24 @@ def run_analysis(
     return AnalysisRun.of(stored, asset, from_store=False)
 
 
+def _readable_url(source: str | Path | BinaryIO, settings: Settings) -> str:
+    """The public YouTube URL an engine is to read itself, or InputError."""
+    url = source.strip() if isinstance(source, str) else ""
+    if not is_youtube_url(url):
+        raise InputError(
+            "Only Gemini can read a video from its URL, and only from a public YouTube URL.",
+            "Leave the video to be downloaded instead (untick 'Gemini reads the YouTube video itself', "
+            "or drop --no-download).",
+        )
+    if not settings.gemini_allow_youtube_urls:
+        raise InputError(
+            "Handing YouTube URLs to Gemini is turned off on this server (VCHAT_GEMINI_ALLOW_YOUTUBE_URLS=0)."
+        )
+    return url
+
+
 def _run_by_url(
-    source: str | Path | BinaryIO,
-    settings: Settings,
+    url: str,
     flow: Flow,
     identity: dict[str, Any],
     request: AnalysisRequest,
@@ -127,17 +189,12 @@ def _run_by_url(
 ) -> AnalysisRun:
     """A public YouTube URL handed to an engine that reads URLs: no download, so no provenance and
     no frames. Stored by (URL, model, request) under results/by-url/."""
-    url = source.strip() if isinstance(source, str) else ""
     run_url = getattr(flow, "run_url", None)
-    if not capabilities(flow).reads_urls or run_url is None or not is_youtube_url(url):
+    if not capabilities(flow).reads_urls or run_url is None:
         raise InputError(
             "Only Gemini can read a video from its URL, and only from a public YouTube URL.",
             "Leave the video to be downloaded instead (untick 'Gemini reads the YouTube video itself', "
             "or drop --no-download).",
-        )
-    if not settings.gemini_allow_youtube_urls:
-        raise InputError(
-            "Handing YouTube URLs to Gemini is turned off on this server (VCHAT_GEMINI_ALLOW_YOUTUBE_URLS=0)."
         )
     ref = store.url_ref(url, identity, request)
     stored = None if rerun else store.get(ref)

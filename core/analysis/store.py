@@ -45,7 +45,8 @@ class StoredResult:
     url: str | None = None
 
 
-def _hash(blob: dict[str, Any]) -> str:
+def stable_hash(blob: dict[str, Any]) -> str:
+    """sha256 of a JSON-able blob, independent of key order: the keys of stored records."""
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -56,7 +57,7 @@ class ResultStore:
     # -- keys -------------------------------------------------------------------------------------
     @staticmethod
     def media_ref(asset: MediaAsset, identity: dict[str, Any], request: AnalysisRequest) -> ResultRef:
-        key = _hash(
+        key = stable_hash(
             {
                 "media": asset.sha256,
                 "sanitized": asset.sanitized.settings_key,
@@ -68,7 +69,8 @@ class ResultStore:
 
     @staticmethod
     def url_ref(url: str, identity: dict[str, Any], request: AnalysisRequest) -> ResultRef:
-        return ResultRef(BY_URL, _hash({"url": url, "model": identity, "request": request.model_dump(mode="json")}))
+        blob = {"url": url, "model": identity, "request": request.model_dump(mode="json")}
+        return ResultRef(BY_URL, stable_hash(blob))
 
     def path(self, ref: ResultRef) -> Path:
         return self.root / ref.folder / f"{ref.key}.json"

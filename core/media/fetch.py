@@ -45,6 +45,27 @@ def looks_like_url(source: str) -> bool:
         return True
 
 
+# Endings of file names that look like host names (clip.mp4) but are never a top-level domain.
+VIDEO_SUFFIXES = frozenset({"mp4", "mov", "m4v", "webm", "mkv", "avi", "mpeg", "mpg", "ts", "3gp", "ogv", "flv", "wmv"})
+_BARE_HOST = re.compile(r"^[\w-]+(\.[\w-]+)+(:\d+)?(/\S*)?$")
+
+
+def url_from_field(text: str) -> str:
+    """What was typed in a URL field, as a URL: `www.example.com/v.mp4` gets https://; text that is no
+    URL is refused here, never taken for a file name (files come from the upload or the media folder)."""
+    text = text.strip()
+    if "://" in text or (_URL_SCHEME.match(text) and not _BARE_HOST.match(text)):
+        return text
+    host = text.split("/")[0].split(":")[0]
+    if _BARE_HOST.match(text) and host.rsplit(".", 1)[-1].lower() not in VIDEO_SUFFIXES:
+        return f"https://{text}"
+    shown = text if len(text) <= 60 else f"{text[:57]}..."
+    raise InputError(
+        f"'{shown}' is not a URL.",
+        "Paste an address that starts with https://, or choose Upload or Media folder for a file.",
+    )
+
+
 def redact_url(url: str) -> str:
     """The URL without user:password@ (never stored or shown)."""
     return re.sub(r"(?<=://)[^/@]*@", "", url)

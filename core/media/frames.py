@@ -19,7 +19,7 @@ import math
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,16 +27,14 @@ import av
 import numpy as np
 
 from core.errors import InputError
-from core.media.sampling import FramePlan, plan_frames
+from core.media.sampling import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FramePlan, check_frame_count, plan_frames
 from core.media.sniff import open_media
 from core.media.storage import atomic_write_json, read_json
 
 PATCH_FACTOR = 28
-DEFAULT_MAX_PIXELS = 256 * 28 * 28
-DEFAULT_MIN_PIXELS = 4 * 28 * 28
 # A seek costs about as much as decoding this many frames (demuxer flush and re-sync).
 SEEK_COST_FRAMES = 8
-MAX_FRAMES = 1024
+DecodedFn = Callable[[int, int], None]  # (frames decoded so far, frames wanted) of one sample
 
 
 def smart_resize(
@@ -268,14 +266,20 @@ class FrameSource:
     ) -> FramePlan:
         """The official sampler's frames for this video (see core.media.sampling)."""
         if frames is not None:
-            _check_count(frames)
+            check_frame_count(frames)
         return plan_frames(self.index.count, self.index.fps, frames=frames, fps=fps, key_time=key_time)
 
     def sample(
-        self, plan: FramePlan, max_pixels: int = DEFAULT_MAX_PIXELS, min_pixels: int = DEFAULT_MIN_PIXELS
+        self,
+        plan: FramePlan,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        min_pixels: int = DEFAULT_MIN_PIXELS,
+        on_decoded: DecodedFn | None = None,
     ) -> FrameSample:
         """Exactly the plan's frames, decoding only those not in memory at this size."""
-        sample = self.sample_indices(plan.indices, max_pixels, min_pixels, sampling=plan.sampling)
+        sample = self.sample_indices(
+            plan.indices, max_pixels, min_pixels, sampling=plan.sampling, on_decoded=on_decoded
+        )
         sample.nframes = plan.nframes
         sample.notes = list(plan.notes)
         sample.segments = [
@@ -295,8 +299,10 @@ class FrameSource:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         min_pixels: int = DEFAULT_MIN_PIXELS,
         sampling: str = "indices",
+        on_decoded: DecodedFn | None = None,
     ) -> FrameSample:
-        """The frames at `indices` (in this order, repeats allowed), e.g. those a stored round saw."""
+        """The frames at `indices` (in this order, repeats allowed), e.g. those a stored round saw.
+        `on_decoded(done, wanted)` hears of each frame converted that was not in memory."""
         started = time.perf_counter()
         indices = [int(i) for i in indices]
         if not indices or min(indices) < 0 or max(indices) >= self.index.count:
@@ -305,7 +311,7 @@ class FrameSource:
         with self._lock:
             missing = sorted({i for i in indices if (i, height, width) not in self._cache})
             decoded_before = self.frames_decoded_total
-            plan = self._decode(missing, width, height) if missing else "memory"
+            plan = self._decode(missing, width, height, on_decoded) if missing else "memory"
             decoded = self.frames_decoded_total - decoded_before
             frames = np.stack([self._cache[(i, height, width)] for i in indices])
             for i in indices:
@@ -350,16 +356,19 @@ class FrameSource:
                 runs.append((i, i))
         return runs
 
-    def _decode(self, wanted: list[int], width: int, height: int) -> str:
+    def _decode(self, wanted: list[int], width: int, height: int, on_decoded: DecodedFn | None = None) -> str:
         sequential, seek_cost = self.plan_costs(wanted)
         plan = "sequential" if sequential <= seek_cost else "seek"
         wanted_by_pts = {self.index.pts[i]: i for i in wanted}
         remaining = set(wanted)
+        report = _throttled(on_decoded, len(wanted)) if on_decoded else None
         with open_media(self.path, "mov") as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             if plan == "sequential":
-                self._collect(self._decoded(container, stream), wanted_by_pts, remaining, width, height, max(wanted))
+                self._collect(
+                    self._decoded(container, stream), wanted_by_pts, remaining, width, height, max(wanted), report
+                )
             else:
                 for first, last in self._seek_runs(wanted):
                     key = self.index.keyframe_before(first)
@@ -367,7 +376,8 @@ class FrameSource:
                         container.seek(self.index.pts[key], stream=stream, backward=True, any_frame=False)
                     except av.error.FFmpegError:
                         continue  # the frames of this run are served by their neighbours below
-                    self._collect(self._decoded(container, stream), wanted_by_pts, remaining, width, height, last)
+                    frames = self._decoded(container, stream)
+                    self._collect(frames, wanted_by_pts, remaining, width, height, last, report)
         for i in sorted(remaining):  # a frame the decoder never produced: serve its nearest neighbour
             self._store((i, height, width), self._nearest_cached(i, width, height))
             self.substituted.add(i)
@@ -392,6 +402,7 @@ class FrameSource:
         width: int,
         height: int,
         stop_at: int,
+        report: Callable[[int], None] | None = None,
     ) -> None:
         """Convert the wanted frames among `frames` until frame `stop_at` has gone by."""
         last_pts = self.index.pts[stop_at]
@@ -402,6 +413,8 @@ class FrameSource:
                 self._store((index, height, width), frame.to_ndarray(format="rgb24", width=width, height=height))
                 self.decode_counts[index] += 1
                 remaining.discard(index)
+                if report is not None:
+                    report(len(remaining))
             if (frame.pts is not None and frame.pts >= last_pts) or not remaining:
                 break
 
@@ -421,10 +434,17 @@ class FrameSource:
             self._cache_bytes -= evicted.nbytes
 
 
-def _check_count(n: int) -> int:
-    if not 1 <= n <= MAX_FRAMES:
-        raise InputError(f"The number of frames must be between 1 and {MAX_FRAMES}; got {n}.")
-    return int(n)
+def _throttled(on_decoded: DecodedFn, wanted: int, interval_s: float = 0.2) -> Callable[[int], None]:
+    """Report (done, wanted) at most every `interval_s`, and always when the last frame is done."""
+    last = [0.0]
+
+    def report(remaining: int) -> None:
+        now = time.monotonic()
+        if remaining == 0 or now - last[0] >= interval_s:
+            last[0] = now
+            on_decoded(wanted - remaining, wanted)
+
+    return report
 
 
 _sources: OrderedDict[str, FrameSource] = OrderedDict()

@@ -24,9 +24,9 @@ from core.media.storage import MediaStore, atomic_write_json, read_json
 from core.progress import ProgressFn, no_progress
 
 
-class MediaAsset(BaseModel):
-    """A fetched video, ready for analysis: where it came from, what it is, and the
-    sanitized file that frames are taken from."""
+class InspectedMedia(BaseModel):
+    """A fetched video, known to be media: where it came from, what it is, what it says about
+    itself. Everything a fact-checker reads before any model runs (`vchat inspect`)."""
 
     sha256: str
     original_path: str
@@ -34,6 +34,11 @@ class MediaAsset(BaseModel):
     reused_download: bool = False
     provenance: Provenance
     probe: ProbeInfo
+
+
+class MediaAsset(InspectedMedia):
+    """An inspected video, ready for analysis: with the sanitized file that frames are taken from."""
+
     sanitized: SanitizeResult
 
     @property
@@ -52,6 +57,16 @@ def prepare_media(
     progress: ProgressFn | None = None,
 ) -> MediaAsset:
     """Fetch, check, read provenance of and sanitize `source`; reuse every stored step."""
+    return finish_media(inspect_media(source, settings, filename, progress), settings, progress)
+
+
+def inspect_media(
+    source: str | Path | BinaryIO,
+    settings: Settings,
+    filename: str | None = None,
+    progress: ProgressFn | None = None,
+) -> InspectedMedia:
+    """Fetch `source`, check that it is a video within the limits, read its provenance (no sanitize)."""
     report = progress or no_progress
     store = MediaStore(settings)
     reused = False
@@ -64,6 +79,7 @@ def prepare_media(
         sha, original, origin = ingest_local(source, settings, store)
     else:
         sha, original, origin = ingest_upload(source, filename, settings, store)
+    report("fetch", "fetched (reused the stored copy)" if reused else "fetched", 1.0)
 
     name = origin.filename or origin.url
     probe_file = store.result_path(sha, f"probe-v{PROBE_VERSION}.json")
@@ -94,9 +110,23 @@ def prepare_media(
         report("provenance", "reading metadata and C2PA", None)
         provenance = read_provenance(original, sha, info.demuxer)
         atomic_write_json(provenance_file, provenance.model_dump())
+    return InspectedMedia(
+        sha256=sha,
+        original_path=str(original),
+        source=origin,
+        reused_download=reused,
+        provenance=provenance,
+        probe=info,
+    )
 
+
+def finish_media(inspected: InspectedMedia, settings: Settings, progress: ProgressFn | None = None) -> MediaAsset:
+    """The sanitized mp4 of an inspected video (stored per sanitize settings, reused when there)."""
+    report = progress or no_progress
+    store = MediaStore(settings)
+    original = Path(inspected.original_path)
     key = sanitize_key(settings)
-    target = store.result_path(sha, f"sanitized/{key}.mp4")
+    target = store.result_path(inspected.sha256, f"sanitized/{key}.mp4")
     result_file = target.with_suffix(".json")
     stored = read_json(result_file)
     if stored and target.exists():
@@ -104,16 +134,9 @@ def prepare_media(
         sanitized.reused = True
         sanitized.path = str(target)
     else:
-        report("sanitize", "making a clean mp4", None)
-        sanitized = sanitize(original, info, target, settings, name=name, progress=report)
+        report("sanitize", "making a clean mp4", 0.0)
+        name = inspected.source.filename or inspected.source.url
+        sanitized = sanitize(original, inspected.probe, target, settings, name=name, progress=report)
         atomic_write_json(result_file, sanitized.model_dump())
     report("ready", "ready", 1.0)
-    return MediaAsset(
-        sha256=sha,
-        original_path=str(original),
-        source=origin,
-        reused_download=reused,
-        provenance=provenance,
-        probe=info,
-        sanitized=sanitized,
-    )
+    return MediaAsset(**dict(inspected), sanitized=sanitized)

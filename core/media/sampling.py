@@ -39,11 +39,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.errors import InputError
+
 FRAME_FACTOR = 2
+MAX_FRAMES = 256  # frames one round may show, for every entry point (analysis, `vchat frames`, jobs)
+DEFAULT_MAX_PIXELS = 256 * 28 * 28
+DEFAULT_MIN_PIXELS = 4 * 28 * 28
 DEFAULT_FPS = 2.0
 FPS_MIN_FRAMES = 4
 FPS_MAX_FRAMES = 512
 KEY_RATIO = 1.5
+
+
+def check_frame_count(n: int) -> int:
+    """`n` when a round may show that many frames, else InputError (the one limit, said one way)."""
+    if not 1 <= n <= MAX_FRAMES:
+        raise InputError(f"Frames must be between 1 and {MAX_FRAMES}; got {n}.")
+    return int(n)
 
 
 @dataclass(frozen=True)

@@ -207,6 +207,8 @@ def sanitize(
         if run.returncode != 0 or not staging.exists() or staging.stat().st_size == 0:
             detail = run.stderr.splitlines()[-1] if run.stderr else f"exit code {run.returncode}"
             raise MediaError(f"'{name}' could not be converted to a playable mp4: {detail[:300]}")
+        if progress is not None:  # ffmpeg's last report comes a little before its end
+            on_output(expected_s)
         out_info = probe(staging, settings)
         _check_output(out_info, settings.effective_sanitize_max_duration_s)
         os.replace(staging, target)

@@ -12,11 +12,11 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from core.errors import InputError
-from core.media.frames import DEFAULT_MAX_PIXELS
+from core.media.sampling import DEFAULT_MAX_PIXELS, MAX_FRAMES, check_frame_count
 
 MAX_QUESTION_CHARS = 4000
 MAX_ROUNDS = 5
-MAX_REQUEST_FRAMES = 256
+MAX_REQUEST_FRAMES = MAX_FRAMES
 
 # Called with (round number, text of that round so far) while a model generates.
 StreamFn = Callable[[int, str], None]
@@ -69,9 +69,7 @@ class AnalysisRequest(BaseModel):
     @field_validator("frames")
     @classmethod
     def _frames(cls, value: int) -> int:
-        if not 1 <= value <= MAX_REQUEST_FRAMES:
-            raise InputError(f"Frames must be between 1 and {MAX_REQUEST_FRAMES}; got {value}.")
-        return value
+        return check_frame_count(value)
 
     @field_validator("fps")
     @classmethod

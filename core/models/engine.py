@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,7 +26,7 @@ from core.models.base import AnalysisRequest, ModelInfo
 if TYPE_CHECKING:
     from core.media.frames import FrameIndex, FrameSample
 
-PartialFn = Callable[[str], None]  # the text generated so far, while the engine generates
+PartialFn = Callable[[str, int], None]  # the text and the number of tokens generated so far, while generating
 
 
 class Capabilities(BaseModel):
@@ -40,6 +40,16 @@ class Capabilities(BaseModel):
     uses_local_host: bool = False  # runs on this process's one local model, taking turns
     adapters: bool = False  # serves LoRA adapters per request
     hears_audio: bool = False  # its input includes the soundtrack
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """One line of an engine's state before Analyze: "ready" (it can run), "note" (it can, read
+    this first) or "blocked" (Analyze would be refused; `hint` says what to do)."""
+
+    state: Literal["ready", "note", "blocked"]
+    text: str
+    hint: str = ""
 
 
 @dataclass
@@ -62,6 +72,11 @@ class Engine(Protocol):
 
     def identity(self, request: AnalysisRequest) -> dict[str, Any]:
         """Which model would answer, exactly, without loading it: part of the result key."""
+        ...
+
+    def readiness(self, request: AnalysisRequest) -> list[Readiness]:
+        """What a person should know before Analyze (weights found where, key set or not, adapter
+        fit), without loading, downloading or calling anything."""
         ...
 
 

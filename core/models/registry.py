@@ -3,6 +3,7 @@ flows, model choices and result keys follow from what the engine declares."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,14 +27,52 @@ def _gemini(settings: Settings, model_path: Path | None, api_key: str | None) ->
     return GeminiEngine(settings, api_key)
 
 
+def _vllm(settings: Settings, model_path: Path | None, api_key: str | None) -> Engine:
+    from core.models.vllm.engine import VllmEngine
+
+    return VllmEngine(settings)
+
+
 ENGINES: dict[str, EngineFactory] = {
     "local": _local,
     "gemini": _gemini,
+    "vllm": _vllm,
 }
+
+
+# The packages an engine imports when it runs (import names). `make run GEMINI_ONLY=1` leaves the
+# local model's out; an engine whose packages are missing is not offered, and asking for it by name
+# says what to install.
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "local": ("torch", "torchvision", "transformers", "accelerate", "peft"),
+    "vllm": ("openai",),
+}
+INSTALL_HINT = "Run `make install` (without GEMINI_ONLY=1) to install them (about 6.5 GB with CUDA)."
 
 
 def engine_names() -> list[str]:
     return list(ENGINES)
+
+
+def _installed(package: str) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def missing_packages(name: str) -> list[str]:
+    """The packages engine `name` needs that this environment lacks (found without importing them)."""
+    return [package for package in REQUIRES.get(name, ()) if not _installed(package)]
+
+
+def check_installed(name: str) -> None:
+    """InputError naming what to install when engine `name` cannot run in this environment."""
+    missing = missing_packages(name)
+    if missing:
+        raise InputError(
+            f"The '{name}' engine is not installed here: it needs {', '.join(missing)}.", INSTALL_HINT
+        )
 
 
 def get_engine(
@@ -45,4 +84,5 @@ def get_engine(
         factory = ENGINES[name]
     except KeyError:
         raise InputError(f"Unknown engine '{name}'.", f"Choose one of: {', '.join(engine_names())}.") from None
+    check_installed(name)
     return factory(settings, model_path, gemini_api_key)

@@ -63,10 +63,11 @@ def loaded_model_status() -> LoadedModelStatus | None:
 
 
 def weights_status(settings: Settings, model_path: Path | None = None) -> WeightsStatus:
+    """Where the weights are, found without downloading (even with VCHAT_MODEL_DOWNLOAD=1)."""
     try:
-        source = loading.resolve_source(settings, model_path)
+        source = loading.resolve_source(settings, model_path, download=False)
     except VChatError as exc:
-        return WeightsStatus(found=False, problem=exc.one_line())
+        return WeightsStatus(found=False, problem=exc.message)
     return WeightsStatus(found=True, origin=source.origin, path=str(source.path), name=source.name)
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.errors import VChatError
 from core.models.base import AnalysisRequest, GeminiUsage, GenerationSettings, ModelInfo
-from core.models.engine import Capabilities
+from core.models.engine import Capabilities, Readiness
 from core.models.gemini.client import GeminiClient
 from core.models.gemini.generate import Generated, SchemaT, generate, parse_structured
 from core.models.gemini.video import VideoInput, file_input, youtube_input
@@ -35,6 +36,14 @@ class GeminiEngine:
     def check(self, request: AnalysisRequest) -> None:
         """A key and a well-formed model name must be there (no network call: see GeminiClient.ping)."""
         self.client(request)
+
+    def readiness(self, request: AnalysisRequest) -> list[Readiness]:
+        try:
+            model = self.client(request).model
+        except VChatError as exc:
+            return [Readiness("blocked", exc.message, exc.hint or "")]
+        whose = "this session's key" if self.api_key else "the server's GEMINI_API_KEY"
+        return [Readiness("ready", f"Gemini {model} with {whose} (checked when it is called)")]
 
     def identity(self, request: AnalysisRequest) -> dict[str, Any]:
         return {"engine": self.name, "gemini_model": request.gemini_model or self.settings.gemini_model}

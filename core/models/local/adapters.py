@@ -1,6 +1,6 @@
 """LoRA adapters on disk: `<adapters_dir>/<NAME>/final_checkpoint/adapter_config.json`.
 
-`python -m finetune` writes one folder per run; the app and the CLI offer every finished one
+`vchat-finetune` writes one folder per run; the app and the CLI offer every finished one
 without a restart, because this scan runs whenever the list is needed.
 
 Serving: `adapter_scope` puts the adapter a request names (or none) on the ONE loaded base
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from core.commands import train
 from core.config import Settings
 from core.errors import InputError
 
@@ -105,6 +106,24 @@ def _training_sampling(run_dir: Path) -> dict[str, Any] | None:
     return sampling if isinstance(sampling, dict) else None
 
 
+def sampling_mismatch(adapter: AdapterInfo, frames: int, fps: float | None, max_pixels: int) -> str | None:
+    """A note when a request samples videos otherwise than the adapter's training did (None: same)."""
+    trained = adapter.sampling or {}
+    differences = []
+    if trained.get("frames") not in (None, frames):
+        differences.append(f"{trained['frames']} frames per video (this request: {frames})")
+    if trained.get("fps") != fps and (trained.get("fps") or fps):
+        differences.append(f"fps {trained.get('fps') or 'off'} (this request: {fps or 'off'})")
+    if trained.get("max_pixels") not in (None, max_pixels):
+        differences.append(f"max pixels {trained['max_pixels']} (this request: {max_pixels})")
+    if not differences:
+        return None
+    return (
+        f"The adapter {adapter.name} was trained with {'; '.join(differences)}: it may answer less well on "
+        "videos sampled otherwise. Set the same values to see videos as it learned them."
+    )
+
+
 def find_adapters(settings: Settings) -> list[AdapterInfo]:
     """Every finished adapter in the adapters folder, by name."""
     root = settings.adapters_dir
@@ -123,7 +142,7 @@ def get_adapter(settings: Settings, name: str) -> AdapterInfo:
         names = ", ".join(a.name for a in find_adapters(settings)) or "none yet"
         raise InputError(
             f"No finished adapter called '{name}' in {settings.adapters_dir}.",
-            f"Adapters found: {names}. Train one with `python -m finetune --data FILE.jsonl`.",
+            f"Adapters found: {names}. Train one with `{train().command}`.",
         )
     return info
 

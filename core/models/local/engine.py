@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from core.config import Settings
+from core.errors import VChatError
 from core.media.frames import FrameIndex, FrameSample, smart_resize
 from core.models.base import AnalysisRequest, GenerationSettings, ModelInfo
-from core.models.engine import Capabilities, Generation, PartialFn
-from core.models.local.adapters import AdapterInfo, adapter_scope, get_adapter
+from core.models.engine import Capabilities, Generation, PartialFn, Readiness
+from core.models.local.adapters import AdapterInfo, adapter_scope, get_adapter, sampling_mismatch
 from core.models.local.host import HOST, ModelHost
-from core.models.local.loading import LoadedModel, ModelSource, resolve_source
+from core.models.local.loading import LoadedModel, ModelMissing, ModelSource, resolve_source
 
 TOKEN_PATCH = 28  # one visual token per 28x28 pixels after the 2x2 merge
 TEMPORAL_PATCH = 2  # frames per temporal token
@@ -110,8 +111,12 @@ def _generate_streaming(loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any]
 
     stop = threading.Event()
 
-    class StopWhenAsked(StoppingCriteria):
+    prompt_tokens = int(inputs["input_ids"].shape[1])
+    generated = {"tokens": 0}
+
+    class StopWhenAsked(StoppingCriteria):  # called once per generated token: it counts them too
         def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+            generated["tokens"] = int(input_ids.shape[1]) - prompt_tokens
             return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
     streamer = TextIteratorStreamer(loaded.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -134,7 +139,7 @@ def _generate_streaming(loaded: LoadedModel, inputs: Any, kwargs: dict[str, Any]
     try:
         for chunk in streamer:
             partial += chunk
-            on_partial(partial)
+            on_partial(partial, generated["tokens"])
     finally:
         stop.set()  # a no-op when generation already ended
         worker.join()
@@ -148,6 +153,14 @@ def model_info(loaded: LoadedModel, adapter: AdapterInfo | None) -> ModelInfo:
     if adapter is None:
         return loaded.info
     return loaded.info.model_copy(update={"adapter": adapter.name, "adapter_config_hash": adapter.config_hash})
+
+
+WHERE = {
+    "path": "VCHAT_MODEL_PATH",
+    "preseeded": "the preseeded folder",
+    "hub-cache": "the Hugging Face cache",
+    "hub-download": "downloaded into the Hugging Face cache",
+}
 
 
 class LocalEngine:
@@ -171,6 +184,31 @@ class LocalEngine:
         if request.adapter:
             get_adapter(self.settings, request.adapter)
 
+    def readiness(self, request: AnalysisRequest) -> list[Readiness]:
+        try:
+            source = resolve_source(self.settings, self.model_path, download=False)
+        except ModelMissing as exc:
+            if not self.settings.model_download:
+                return [Readiness("blocked", exc.message, exc.hint or "")]
+            lines = [Readiness("note", "Weights: not here yet; the first analysis downloads them (about 16.6 GB).")]
+        except VChatError as exc:
+            return [Readiness("blocked", exc.message, exc.hint or "")]
+        else:
+            lines = [Readiness("ready", f"Weights: {source.path} ({WHERE[source.origin]})")]
+            if self.host.is_loaded(self.settings, source):
+                lines.append(Readiness("ready", "Loaded in memory"))
+            else:
+                lines.append(Readiness("ready", "Not loaded yet: the first analysis loads it (once per server)"))
+        if request.adapter:
+            try:
+                adapter = get_adapter(self.settings, request.adapter)
+            except VChatError as exc:
+                return [*lines, Readiness("blocked", exc.message, exc.hint or "")]
+            mismatch = sampling_mismatch(adapter, request.frames, request.fps, request.max_pixels)
+            fits = Readiness("ready", f"Adapter {adapter.name}: samples videos as in its training")
+            lines.append(Readiness("note", mismatch) if mismatch else fits)
+        return lines
+
     def identity(self, request: AnalysisRequest) -> dict[str, Any]:
         identity: dict[str, Any] = {
             "engine": self.name,
@@ -192,7 +230,12 @@ class LocalEngine:
         return self.host.model(self.settings, self.source()).info
 
     def fit(self, request: AnalysisRequest, index: FrameIndex) -> tuple[AnalysisRequest, list[str]]:
-        return clip_to_budget(request, index, self.settings.max_visual_tokens)
+        fitted, notes = clip_to_budget(request, index, self.settings.max_visual_tokens)
+        if request.adapter:
+            adapter = get_adapter(self.settings, request.adapter)
+            mismatch = sampling_mismatch(adapter, fitted.frames, fitted.fps, fitted.max_pixels)
+            notes = [*notes, mismatch] if mismatch else notes
+        return fitted, notes
 
     def generate(
         self, sample: FrameSample, prompt: str, request: AnalysisRequest, on_partial: PartialFn | None = None

@@ -53,10 +53,11 @@ class LoadedModel:
 
 
 def preseed_help(settings: Settings) -> str:
+    from core.commands import preseed
+
     return (
-        f"Put the weights in {settings.preseed_dir.absolute()} (for example "
-        f"`huggingface-cli download {settings.model_id} --local-dir {settings.preseed_dir}` on a machine "
-        "with internet), or point VCHAT_MODEL_PATH at a folder holding them, or set VCHAT_MODEL_DOWNLOAD=1 "
+        f"Put the weights in {settings.preseed_dir.absolute()} (for example `{preseed(settings).command}` on a "
+        "machine with internet), or point VCHAT_MODEL_PATH at a folder holding them, or set VCHAT_MODEL_DOWNLOAD=1 "
         "to let vChat download them (about 16.6 GB) into the Hugging Face cache."
     )
 
@@ -82,7 +83,9 @@ def check_checkpoint(path: Path) -> str:
     return model_type
 
 
-def resolve_source(settings: Settings, model_path: Path | None = None) -> ModelSource:
+def resolve_source(settings: Settings, model_path: Path | None = None, download: bool | None = None) -> ModelSource:
+    """Where the weights are: VCHAT_MODEL_PATH, the preseeded folder, the Hugging Face cache, or (when
+    `download`, default VCHAT_MODEL_DOWNLOAD) a download into that cache."""
     explicit = model_path or settings.model_path
     if explicit is not None:
         path = Path(explicit).expanduser().absolute()
@@ -101,7 +104,7 @@ def resolve_source(settings: Settings, model_path: Path | None = None) -> ModelS
         return ModelSource(cached, "hub-cache", settings.model_id)
     except (LocalEntryNotFoundError, FileNotFoundError, OSError):
         pass
-    if not settings.model_download:
+    if not (settings.model_download if download is None else download):
         raise ModelMissing(f"The model {settings.model_id} is not on this machine.", preseed_help(settings))
     try:
         downloaded = Path(snapshot_download(settings.model_id))

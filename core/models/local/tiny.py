@@ -178,12 +178,14 @@ def tiny_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     )
 
 
-def write_tiny_model(directory: Path, seed: int = 0, head_scale: float = 1.0) -> Path:
+def write_tiny_model(directory: Path, seed: int = 0, head_scale: float = 1.0, one_token: bool = False) -> Path:
     """Write the tiny random checkpoint (weights, config, processor, README) into `directory`; return it.
 
     `head_scale` multiplies the output head: random init gives near-uniform next-token
     probabilities that a few training steps cannot sharpen; fine-tuning tests use ~25 to get
-    a real model's logit range."""
+    a real model's logit range. `one_token` makes every token an end token in its generation
+    config, so each answer is one token long: a random model otherwise runs to the token budget
+    (2048 a round), which is slow on a CPU even for a model this small."""
     from transformers import (
         GenerationConfig,
         Qwen2_5_VLForConditionalGeneration,
@@ -209,8 +211,9 @@ def write_tiny_model(directory: Path, seed: int = 0, head_scale: float = 1.0) ->
             with torch.no_grad():
                 model.lm_head.weight.mul_(head_scale)
     im_end, endoftext = config.text_config.eos_token_id, config.text_config.pad_token_id
+    stops = list(range(config.text_config.vocab_size)) if one_token else [im_end, endoftext]
     model.generation_config = GenerationConfig(
-        bos_token_id=endoftext, eos_token_id=[im_end, endoftext], pad_token_id=endoftext, do_sample=False
+        bos_token_id=endoftext, eos_token_id=stops, pad_token_id=endoftext, do_sample=False
     )
     model.save_pretrained(directory, safe_serialization=True)
     processor.save_pretrained(directory)

@@ -1,0 +1,83 @@
+"""The Fact-check page's form (source, the chosen model's readiness, Fact-check) and the run itself:
+progress by stage, the report kept in session state."""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+from pydantic import ValidationError
+
+from core.analysis.factcheck.flow import FactCheckRun, run_factcheck
+from core.config import Settings
+from core.errors import VChatError
+from ui import readiness, sources, state
+from ui.factcheck_report import render_report
+from ui.feedback import new_status, show_caption, show_error
+from ui.progress import AnalysisProgress
+
+LAST_REPORT = "last_factcheck"
+RERUN = "factcheck_rerun"
+
+log = logging.getLogger("vchat.ui")
+
+
+def form(settings: Settings) -> None:
+    """The source, the readiness of the chosen model, the Fact-check button; runs it when pressed."""
+    choice = state.selected_choice(settings)
+    show_caption(
+        f"Checks by: {choice.label} · settings in the sidebar. Evidence that needs no model (provenance, "
+        "shots and keyframes, audio and visual signals) is measured first; then each check is judged."
+    )
+    source = sources.source_input(settings)
+    readiness.show_before_analyze(readiness.current_readiness(settings, choice))
+    clicked = st.button("Fact-check", type="primary", icon=":material/fact_check:")
+    rerun = bool(st.session_state.pop(RERUN, False))
+    if clicked or rerun:
+        try:
+            factcheck(settings, sources.require(source), rerun=rerun)
+        except VChatError as exc:  # no video given
+            show_error(exc)
+
+
+def request_rerun() -> None:
+    st.session_state[RERUN] = True
+
+
+def factcheck(settings: Settings, source: sources.SourceInput, rerun: bool = False) -> FactCheckRun | None:
+    st.session_state.pop(LAST_REPORT, None)
+    choice = state.selected_choice(settings)
+    queued_slot = st.empty()
+    status = new_status(f"Fact-checking {source.label} with {choice.label}", expanded=True)
+    progress = AnalysisProgress(status, queued_slot, st.empty())
+    try:
+        request = state.build_request("fact-check", choice)
+        run = run_factcheck(
+            source.source,
+            settings,
+            choice.model,
+            request,
+            filename=source.filename,
+            gemini_api_key=state.gemini_api_key(),
+            rerun=rerun,
+            on_stage=progress.stage,
+            on_queued=progress.queued,
+        )
+    except (VChatError, ValidationError) as exc:
+        progress.fail("The fact-check stopped")
+        show_error(exc)
+        return None
+    except Exception as exc:  # an internal error: one line here, the traceback in the server log
+        log.exception("fact-check failed")
+        progress.fail("The fact-check failed")
+        show_error(exc)
+        return None
+    progress.finish("Served from the stored report" if run.from_store else "Reported")
+    st.session_state[LAST_REPORT] = run
+    return run
+
+
+def outcome(settings: Settings) -> None:
+    run = st.session_state.get(LAST_REPORT)
+    if run is not None:
+        render_report(run, settings, on_rerun=request_rerun)

@@ -4,8 +4,11 @@ import streamlit as st
 
 from core.analysis.choices import left_out_note
 from core.config import get_settings
-from ui import finetune_view as view
 from ui.feedback import show_info
+from ui.finetune_datasets import dataset_picker, report_section
+from ui.finetune_form import hyper_parameters
+from ui.finetune_runs import adapters_section, flash, runs_section
+from ui.finetune_start import start_section
 
 settings = get_settings()
 st.title("Fine-tune")
@@ -17,10 +20,10 @@ left_out = left_out_note()
 if left_out:  # a Gemini-only install cannot train
     show_info(left_out, icon=":material/info:")
     st.stop()
-view.flash()
-dataset = view.dataset_picker(settings)
-values = view.hyper_parameters()
-report = view.report_section(settings, dataset, values)
-view.start_section(settings, dataset, values, report)
-view.runs_section(settings)
-view.adapters_section(settings)
+flash()
+dataset = dataset_picker(settings)
+values = hyper_parameters()
+report = report_section(settings, dataset, values)
+start_section(settings, dataset, values, report)
+runs_section(settings)
+adapters_section(settings)

@@ -57,8 +57,13 @@ class ProcessingError(VChatError):
     exit_code = EXIT_INTERNAL
 
 
-def validation_message(exc: ValidationError, prefix: str = "") -> str:
-    """A pydantic ValidationError (a value out of a model's bounds) as one line: `where: what`."""
+def validation_message(exc: ValidationError, prefix: str = "", *, as_option: bool = False) -> str:
+    """A pydantic ValidationError (a value out of a model's bounds) as one line: `where: what`
+    (`as_option`: the field named as its command-line option, `--max-steps`)."""
     first = exc.errors()[0]
-    where = ".".join(str(part) for part in first.get("loc", ())) or "a value"
+    loc = first.get("loc", ())
+    if as_option:
+        where = "--" + str(loc[0]).replace("_", "-") if loc else "an option"
+    else:
+        where = ".".join(str(part) for part in loc) or "a value"
     return f"{prefix}{where}: {first['msg']}"

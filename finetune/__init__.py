@@ -5,5 +5,8 @@ language model only, and writes a run folder under the adapters dir that the app
 without a restart. `finetune.runs` starts, watches and cancels such runs from the app,
 always as a subprocess (the app holds CUDA; a fork of it must never train).
 
-Modules that the app imports (`options`, `dataset`, `run_files`, `runs`) import no torch.
+Modules that the app imports (`options`, `dataset`, `datasets`, `run_files`, `runs`) import no
+torch, and `datasets`, `run_files` and `runs` not even the media pipeline (PyAV) until a dataset is
+checked: `datasets` lists and stores the dataset files the page offers, `runs` reads a run's state,
+progress, summary and console.
 """

@@ -17,20 +17,21 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config import get_settings
-from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, VChatError
+from core.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, VChatError, validation_message
 from core.media.scratch import sweep_stale
+from core.models.registry import check_installed
 from finetune.options import DEFAULT_ALPHA, DEFAULT_FRAMES, DEFAULT_LR, DEFAULT_MAX_PIXELS, DEFAULT_RANK, TrainOptions
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {message} (see python -m finetune --help)\n")
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
         raise SystemExit(EXIT_BAD_INPUT)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="python -m finetune",
+        prog="vchat-finetune",
         description="Train a LoRA adapter of the local model on videos. Every option left out keeps its "
         "default (or, with --resume, the run's own value).",
     )
@@ -88,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecation notes, every step
     try:
+        check_installed("local")  # torch, transformers, peft...: say what to install, before any work
         settings = get_settings()
         sweep_stale(settings.data_dir)  # what a killed vChat process left in the data dir
         given = given_options(args)
@@ -108,9 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sys.stderr.write(exc.report.format() + "\n")
             raise
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = "--" + str(first["loc"][0]).replace("_", "-") if first.get("loc") else "an option"
-        sys.stderr.write(f"error: {where}: {first['msg']}\n")
+        sys.stderr.write(f"error: {validation_message(exc, as_option=True)}\n")
         return EXIT_BAD_INPUT
     except VChatError as exc:
         sys.stderr.write(f"error: {exc.one_line()}\n")

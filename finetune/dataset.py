@@ -27,7 +27,7 @@ from pathlib import Path
 from core.config import Settings
 from core.errors import InputError, VChatError
 from core.media.fetch import resolve_local_path
-from core.media.pipeline import prepare_media
+from core.paths import is_within
 
 ROLES = ("system", "user", "assistant")
 MAX_REPORTED_ERRORS = 200
@@ -198,22 +198,19 @@ def parse_line(raw: str) -> tuple[str, list[Turn]]:
 # --- the video of one line -------------------------------------------------------------------
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
 def resolve_video(raw: str, settings: Settings, data_folder: Path) -> tuple[Path, Settings]:
     """The video file a line names, and the settings whose media dir holds it.
 
     Relative paths are looked up in the media dir, then in the data folder; absolute ones
-    must lie in one of them. The final check is the media pipeline's own (`..`, links out)."""
+    must lie in one of them. This only chooses the root (the media dir or the data folder) and words
+    the line's error; the confinement itself (`..`, links out) is `resolve_local_path`'s."""
     roots = [settings.media_dir, data_folder.absolute()]
     shown = f"the media folder {roots[0]} or the data folder {roots[1]}"
     given = Path(raw).expanduser()
     if ".." in given.parts:
         raise InputError(f"path escape: '{raw}' contains '..'; video paths must stay inside {shown}.")
     if given.is_absolute():
-        root = next((r for r in roots if _inside(given, r) or _inside(given, r.resolve())), None)
+        root = next((r for r in roots if is_within(given, r) or is_within(given, r.resolve())), None)
         if root is None:
             raise InputError(f"path escape: '{raw}' is outside {shown}.")
         target = given
@@ -278,6 +275,8 @@ def validate_dataset(
 def _check_video(
     video: str, settings: Settings, data_folder: Path, check_frames: SampleCheck | None
 ) -> tuple[Path, Path, str] | str:
+    from core.media.pipeline import prepare_media  # PyAV and the media pipeline: only when a line is checked
+
     try:
         file, scoped = resolve_video(video, settings, data_folder)
         asset = prepare_media(file, scoped)

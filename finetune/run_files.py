@@ -162,6 +162,16 @@ def read_progress(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def tail(path: Path, lines: int) -> str:
+    """The last `lines` lines of a text file (a log, the console), trailing blank space dropped; "" when
+    it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").rstrip()
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
 def truncate_progress(run_dir: Path, step: int) -> None:
     """Drop the rows after `step` (a run resumed from an earlier checkpoint redoes those steps),
     and any incomplete line (so the next row starts a line of its own)."""

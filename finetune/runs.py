@@ -9,12 +9,14 @@ shown the same way. No torch import: this module is cheap to import in a page.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel
 
@@ -22,22 +24,27 @@ from core.config import Settings
 from core.errors import InputError
 from core.media.storage import atomic_write_json
 from core.models.local.adapters import ADAPTER_NAME
-from finetune.dataset import ValidationReport, validate_dataset
 from finetune.options import TrainOptions, default_run_name
 from finetune.run_files import (
     CONSOLE,
     FINAL,
     LAUNCH,
+    LOG,
     PID,
     RUN_CONFIG,
+    STATE,
     is_unused,
     now,
     other_trainer,
     read_pid,
     read_progress,
     read_state,
+    tail,
     trainer_alive,
 )
+
+if TYPE_CHECKING:  # the dataset check pulls in the media pipeline (PyAV): imported when a check runs
+    from finetune.dataset import ValidationReport
 
 ROOT = Path(__file__).resolve().parents[1]  # the folder holding finetune/ and core/
 # Never passed to the trainer: it needs no Gemini key.
@@ -48,12 +55,17 @@ __all__ = [
     "RunState",
     "cancel_run",
     "check_dataset",
+    "check_run_name",
     "list_runs",
     "read_progress",
     "resume_run",
     "run_state",
     "start_run",
+    "trains_on_gpu",
 ]
+
+State = Literal["starting", "running", "finished", "cancelled", "failed"]
+ACTIVE: tuple[State, ...] = ("starting", "running")
 
 
 class RunState(BaseModel):
@@ -61,7 +73,7 @@ class RunState(BaseModel):
 
     name: str
     path: Path
-    state: str  # starting | running | finished | cancelled | failed
+    state: State
     phase: str | None = None  # while running: validating | loading model | evaluating | training | saving
     step: int = 0
     total_steps: int | None = None
@@ -79,7 +91,38 @@ class RunState(BaseModel):
 
     @property
     def active(self) -> bool:
-        return self.state in ("starting", "running")
+        return self.state in ACTIVE
+
+    @property
+    def label(self) -> str:
+        """The state in a few words: 'running: training', 'finished'..."""
+        if self.state == "running" and self.phase:
+            return f"running: {self.phase}"
+        return self.state
+
+    def progress(self) -> list[dict[str, Any]]:
+        """Every complete row of the run's progress.jsonl (a step, or an evaluation)."""
+        return read_progress(self.path)
+
+    def summary(self) -> str | None:
+        """The run's main options in one line, from its run_config.json (None until the trainer wrote
+        it, or for a run_config of another version)."""
+        try:
+            saved = json.loads((self.path / RUN_CONFIG).read_text(encoding="utf-8"))
+            options, data = saved["options"], saved["data"]
+            return (
+                f"Data: {data['path']} · lr {options['lr']:g} · rank {options['rank']} · "
+                f"alpha {options['alpha']:g} · {options['frames']} frames of at most "
+                f"{options['max_pixels']:,} pixels · gradient accumulation {options['grad_accum']} · "
+                f"{self.train_examples} training, {self.eval_examples} held-out examples"
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def console_tail(self, lines: int = 20) -> str:
+        """The last lines the trainer printed (console.log, for a run the app started), else of its
+        train.log; "" when neither holds anything."""
+        return tail(self.path / CONSOLE, lines) or tail(self.path / LOG, lines)
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -119,6 +162,27 @@ def _spawn(run_dir: Path, argv: list[str], settings: Settings) -> subprocess.Pop
     return process
 
 
+def check_run_name(settings: Settings, name: str) -> None:
+    """InputError when `name` (typed for a new run; "" = a timestamp) cannot be used: not a name, or a
+    run of that name exists. A page asks before any work; `start_run` checks again."""
+    if not name:
+        return
+    if not ADAPTER_NAME.match(name):
+        raise InputError(f"'{name}' cannot be a run name: use letters, digits, '.', '_' and '-'.")
+    if not is_unused(settings.adapters_dir / name):
+        raise InputError(f"A run called {name} already exists; choose another name (runs are never overwritten).")
+
+
+def trains_on_gpu() -> bool:
+    """Whether a trainer started here would train on a GPU (CUDA is there). Imports torch, so only a
+    page that asks pays for it."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
 def start_run(settings: Settings, options: TrainOptions, name: str | None = None) -> Path:
     """Start `python -m finetune` for `options` in a new run folder; return the folder at once.
 
@@ -155,6 +219,7 @@ def check_dataset(
     """Every line of `options.data` checked as training will use it (videos through the media
     pipeline, the training frames decoded): the report a page shows before it starts a run."""
     from finetune.collator import sample_frames
+    from finetune.dataset import validate_dataset
 
     return validate_dataset(
         options.data,
@@ -191,6 +256,8 @@ def run_state(run_dir: Path) -> RunState:
     elif state == "running" and not alive:
         state = "failed"
         message = message or _console_tail(run_dir) or "the trainer stopped without saying why"
+    elif state not in get_args(State):  # a state.json of another version, or not one at all
+        state, message = "failed", f"unknown state {state!r} in {STATE}"
     finished = (run_dir / FINAL / "adapter_config.json").is_file()
     return RunState(
         name=run_dir.name,
@@ -214,11 +281,7 @@ def run_state(run_dir: Path) -> RunState:
 
 
 def _console_tail(run_dir: Path, lines: int = 5) -> str | None:
-    try:
-        text = (run_dir / CONSOLE).read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return None
-    return "\n".join(text.splitlines()[-lines:]) or None
+    return tail(run_dir / CONSOLE, lines).strip() or None
 
 
 def cancel_run(run_dir: Path) -> bool:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from pydantic import SecretStr
@@ -15,6 +16,10 @@ from core.config import Settings, get_settings
 from tests.gemini_fake import VALID_KEY, FakeGemini
 from tests.media_factory import make_clip, make_numbered_clip
 from tests.support import LocalServer
+
+if TYPE_CHECKING:  # the fine-tune fixtures import torch and PyAV only when a test asks for them
+    from finetune.trainer import RunOutcome
+    from tests.finetune_support import ColourWorld
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -148,3 +153,27 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from core.models.local.tiny import write_tiny_model
 
     return write_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def learnable_tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint with its output head scaled so that a LoRA can learn (tests/finetune_support.py)."""
+    from tests.finetune_support import scaled_head_model
+
+    return scaled_head_model(tmp_path_factory.mktemp("tiny-learnable"))
+
+
+@pytest.fixture(scope="session")
+def colour_world(tmp_path_factory: pytest.TempPathFactory, learnable_tiny_model: Path) -> ColourWorld:
+    """Settings, the learnable tiny model and a red/blue dataset, made once per session."""
+    from tests.finetune_support import make_colour_world
+
+    return make_colour_world(tmp_path_factory.mktemp("finetune"), learnable_tiny_model)
+
+
+@pytest.fixture(scope="session")
+def colour_run(colour_world: ColourWorld) -> RunOutcome:
+    """The STEPS-step run on the colour dataset, trained once per session in this process."""
+    from finetune.trainer import train
+
+    return train(colour_world.options("colour"), colour_world.settings, quiet=True)

@@ -297,3 +297,16 @@ def send_headers(handler: http.server.BaseHTTPRequestHandler, content_type: str,
     handler.send_header("Content-Type", content_type)
     handler.send_header("Content-Length", str(length))
     handler.end_headers()
+
+
+def chromium_path() -> str:
+    """Debian's chromium, which the browser tests drive (Playwright cannot download one here)."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    # Not a skip: only a missing GPU may skip. `make test` installs chromium as root.
+    pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (make test does it as root).")

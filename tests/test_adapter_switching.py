@@ -19,20 +19,20 @@ from core.models.local.loading import resolve_source
 from finetune.collator import sample_frames
 from finetune.options import TrainOptions
 from finetune.trainer import RunOutcome, train
+from tests.finetune_support import QUESTION, RUN_ARGS, ColourWorld
 from tests.support import FlowDriver
-from tests.test_finetune import QUESTION, RUN_ARGS, ColourWorld, colour_world, trained_run
 
 GREEDY = GenerationSettings(max_new_tokens=10, repetition_penalty=1.0)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> ColourWorld:
-    return colour_world(tmp_path_factory)
+def world(colour_world: ColourWorld) -> ColourWorld:
+    return colour_world
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> RunOutcome:
-    return trained_run(tmp_path_factory)
+def trained(colour_run: RunOutcome) -> RunOutcome:
+    return colour_run
 
 
 @pytest.fixture(scope="module")

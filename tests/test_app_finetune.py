@@ -21,10 +21,10 @@ from streamlit.testing.v1 import AppTest
 from core.config import get_settings
 from core.models.local.host import HOST
 from finetune.runs import list_runs
+from tests.finetune_support import BLUE, RED, make_colour_clip, text_line, write_jsonl
 from tests.support import AppPaths, all_text, app_env, new_app, shown_text
 from tests.support import shown as as_read
-from tests.test_finetune import BLUE, RED, make_colour_clip, scaled_head_model, text_line, write_jsonl
-from ui import finetune_view
+from ui import finetune_start
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -39,9 +39,9 @@ def _fresh_settings():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny checkpoint with a head that can learn (see tests/test_finetune.py)."""
-    return scaled_head_model(tmp_path_factory.mktemp("ft-page-tiny"))
+def tiny(learnable_tiny_model: Path) -> Path:
+    """The tiny checkpoint with a head that can learn (see tests/finetune_support.py)."""
+    return learnable_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +274,7 @@ def test_with_the_model_held_and_a_gpu_start_waits_for_an_unload(
     paths: AppPaths, clips: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ):
     """The GPU probe is told yes (on a CUDA machine it is anyway); the held model is the real tiny one."""
-    monkeypatch.setattr(finetune_view, "_cuda_available", lambda: True)
+    monkeypatch.setattr(finetune_start, "trains_on_gpu", lambda: True)
     colour_dataset(paths.data_dir / "datasets", clips)
     HOST.load(get_settings())
     try:

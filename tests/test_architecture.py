@@ -4,6 +4,8 @@ config, errors, progress. Read from the source (every import, lazy ones inside f
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -95,3 +97,42 @@ def test_the_checker_sees_lazy_imports(tmp_path: Path):
     sample = tmp_path / "lazy.py"
     sample.write_text("def f():\n    from core.analysis.runner import run_analysis\n    import streamlit\n")
     assert imports_of(sample) == {"core.analysis.runner", "streamlit"}
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/support.py, tests/finetune_support.py and conftest.py: a test module
+    imported by another runs its module-level code twice and ties the two together."""
+    offenders = sorted(
+        f"{path.relative_to(ROOT)} imports {target}"
+        for path in (ROOT / "tests").rglob("*.py")
+        for target in imports_of(path)
+        if target.startswith("tests.test_") or (target == "tests" and _names_a_test_module(path))
+    )
+    assert offenders == []
+
+
+def _names_a_test_module(path: Path) -> bool:
+    """`from tests import test_x`: the module named is in the import's names, not its module."""
+    return any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "tests"
+        and any(alias.name.startswith("test_") for alias in node.names)
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+    )
+
+
+def test_the_test_import_checker_sees_both_spellings(tmp_path: Path):
+    sample = tmp_path / "test_sample.py"
+    sample.write_text("from tests.test_finetune import RED\n")
+    assert "tests.test_finetune" in imports_of(sample)
+    sample.write_text("def f():\n    from tests import test_finetune\n")
+    assert _names_a_test_module(sample)
+
+
+def test_the_run_api_is_cheap_to_import():
+    """`finetune.runs` (what the Fine-tune page imports) pulls in neither PyAV nor yt-dlp: the media
+    pipeline is imported when a dataset is checked, not when a page lists runs."""
+    code = "import finetune.runs, sys; print('av' in sys.modules, 'yt_dlp' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "False"]

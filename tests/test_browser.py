@@ -29,20 +29,12 @@ from pathlib import Path
 import pytest
 
 from tests.media_factory import make_clip
-from tests.support import ROOT, LocalServer, answer_with_reason
+from tests.support import ROOT, LocalServer, answer_with_reason, chromium_path
 
 OUTPUT = ROOT / "test-output" / "browser"
 TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path:
-        return path
-    # Not a skip: only a missing GPU may skip. `make test` installs chromium as root.
-    pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (make test does it as root).")
 
 
 def free_port() -> int:
@@ -118,6 +110,7 @@ def test_analyse_an_uploaded_clip_in_chromium(app_url: str, tmp_path: Path):
         expect.set_options(timeout=60_000)  # assertions too: the plotly bundle loads lazily, on a busy CPU
         try:
             journey(page, app_url, clip, expect)
+            factcheck_journey(page, app_url, clip, expect)
         except BaseException:
             page.screenshot(path=str(OUTPUT / "failure.png"), full_page=True)
             raise
@@ -230,8 +223,34 @@ def journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-
     page.screenshot(path=str(OUTPUT / "result.png"), full_page=True)
 
 
-def watch_status(page, timeout_s: float = 110) -> list[str]:  # type: ignore[no-untyped-def]
-    """Every distinct label the analysis's status shows, polled until it says it answered."""
+def factcheck_journey(page, app_url: str, clip: Path, expect) -> None:  # type: ignore[no-untyped-def]
+    """The same clip fact-checked with the tiny model (settings from the journey before): the report's
+    cards, the evidence timeline and keyframes, and the HTML report downloaded and opened offline."""
+    page.goto(f"{app_url}/factcheck")
+    expect(page.get_by_role("heading", name="Fact-check a video")).to_be_visible()
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type='file']").set_input_files(str(clip))
+    expect(page.get_by_text(clip.name).first).to_be_visible()
+    page.get_by_role("button", name="Fact-check").click()
+    labels = watch_status(page, done=("Reported", "The fact-check"))
+    print("fact-check status labels:", *labels, sep="\n  ")
+    assert labels[-1].startswith("Reported"), labels
+    for title in ("Visual artifacts", "Content credibility", "Audio anomalies", "Evidence measured without a model"):
+        expect(page.get_by_role("heading", name=title)).to_be_visible()
+    expect(page.get_by_text("not applicable").first).to_be_visible()  # the local model cannot hear
+    expect(page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").get_by_text("Shots")).to_be_visible()
+    expect(page.get_by_role("button", name="Download all keyframes (zip)")).to_be_visible()
+    with page.expect_download() as download_info:
+        page.get_by_role("button", name="Report (HTML, opens offline)").click()
+    html = Path(download_info.value.path()).read_text()
+    assert html.startswith("<!doctype html>") and "Fact-check report" in html
+    assert "<script" not in html and "http://" not in html.split("<h2>Public thumbnails</h2>")[0]
+    (OUTPUT / "factcheck-report.html").write_text(html)
+    page.screenshot(path=str(OUTPUT / "factcheck.png"), full_page=True)
+
+
+def watch_status(page, timeout_s: float = 110, done: tuple[str, ...] = ("Answered",)) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every distinct label the status shows, polled until it starts with one of `done`."""
     labels: list[str] = []
     deadline = time.monotonic() + timeout_s
     summary = page.get_by_test_id("stExpander").locator("summary")
@@ -242,9 +261,9 @@ def watch_status(page, timeout_s: float = 110) -> list[str]:  # type: ignore[no-
             texts = []
         for text in texts:
             label = " ".join(text.split()).removeprefix("check").strip()  # the done icon's ligature
-            if label and label not in labels and ("so far" in label or label.startswith("Answered")):
+            if label and label not in labels and ("so far" in label or label.startswith(done)):
                 labels.append(label)
-        if labels and labels[-1].startswith("Answered"):
+        if labels and labels[-1].startswith(done):
             return labels
         time.sleep(0.05)
     raise AssertionError(f"the analysis did not finish in {timeout_s:.0f} s; the status said: {labels}")

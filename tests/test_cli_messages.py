@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from core.media.sampling import MAX_FRAMES
-from core.models.local.tiny import write_tiny_model
 from tests.gemini_fake import VALID_KEY, json_reply
 from tests.support import run_cli
 
@@ -33,9 +32,9 @@ def videos(tmp_path: Path, clips: dict[str, Path]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def chatty_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny checkpoint that generates as many tokens as it is allowed (the streamed line moves)."""
-    return write_tiny_model(tmp_path_factory.mktemp("chatty"))
+def chatty_model(tiny_model: Path) -> Path:
+    """The shared tiny checkpoint: it generates as many tokens as it is allowed (the streamed line moves)."""
+    return tiny_model
 
 
 def test_every_progress_line_starts_on_its_own_line(tmp_path: Path, videos: Path, chatty_model: Path):

@@ -1,161 +1,54 @@
 """LoRA fine-tuning on the tiny model: dataset checks, labels, targets, a real training run,
 cancel and resume, and the run API the app uses (subprocess, progress, state).
 
-The tiny checkpoint's random output head (std 0.02 over a hidden size of 64) can only express
-near-uniform next-token distributions, whatever the layers below do; the training runs here use
-a copy whose head is scaled up to a real model's logit range, so that a frozen head and a LoRA
-on the layers can learn something at all. Everything else is the real code path.
+The runs train the tiny checkpoint with a head that can learn (see tests/finetune_support.py);
+everything else is the real code path.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import torch
 
 from core.config import Settings
 from core.models.local.adapters import find_adapters, get_adapter
-from core.models.local.tiny import write_tiny_model
 from finetune.dataset import parse_text, split_examples, validate_dataset
 from finetune.lora import LORA_TARGET, PROJECTIONS, lora_config, lora_module_names, targets_language_model_only
 from finetune.options import TrainOptions
 from finetune.run_files import read_progress
 from finetune.runs import cancel_run, list_runs, resume_run, run_state, start_run
 from finetune.trainer import RunOutcome, train
+from tests.finetune_support import (
+    QUESTION,
+    RED,
+    RUN_ARGS,
+    STEPS,
+    ColourWorld,
+    chat_line,
+    make_colour_clip,
+    text_line,
+    write_jsonl,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTION = "What colour is the video?"
-RED, BLUE = (220, 20, 20), (20, 20, 220)
-HEAD_SCALE = 25.0
-# The training run every test here shares: 60 steps of one example each on 4 frames of 28x56. Checked
-# over seeds 0-6: at lr 5e-3 for 60 steps each seed learns both colours; 30 steps at 1e-2 (the earlier
-# setting) learned them for seed 0 only, and which frames were sampled decided the coin toss.
-STEPS = 60
-RUN_ARGS = {"max_steps": STEPS, "frames": 4, "max_pixels": 56 * 56, "grad_accum": 1, "lr": 5e-3, "eval_split": 0.25}
-
-
-# --- generated data ------------------------------------------------------------------------------
-
-
-def make_colour_clip(path: Path, rgb: tuple[int, int, int], seed: int, frames: int = 8, fps: int = 4) -> Path:
-    """A 96x64 h264 clip of one colour with a grey square at a seeded random place in each frame."""
-    rng = np.random.default_rng(seed)
-    width, height = 96, 64
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for k in range(frames):
-            image = np.empty((height, width, 3), np.uint8)
-            image[:] = rgb
-            x, y = rng.integers(0, width - 16), rng.integers(0, height - 16)
-            image[y : y + 16, x : x + 16] = 128
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = k
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
-def write_jsonl(path: Path, rows: list[object]) -> Path:
-    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n", encoding="utf-8")
-    return path
-
-
-def text_line(video: str, answer: str) -> dict[str, str]:
-    return {"video_path": video, "text": f"USER: {QUESTION}\nASSISTANT: {answer}"}
-
-
-def chat_line(video: str, answer: str) -> dict[str, object]:
-    return {
-        "video_path": video,
-        "messages": [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": answer}],
-    }
-
-
-@dataclass
-class ColourWorld:
-    """Settings in a session folder, a tiny model, and a red/blue dataset in both formats."""
-
-    root: Path
-    settings: Settings
-    model: Path
-    data: Path
-    bad_line: int
-    fresh: dict[str, Path]  # clips no training line uses, in the media dir
-
-    def options(self, name: str, **extra: object) -> TrainOptions:
-        return TrainOptions(
-            data=self.data,
-            output=self.settings.adapters_dir / name,
-            model_path=self.model,
-            **{**RUN_ARGS, "skip_bad_lines": True, "save_every": 10, **extra},
-        )
-
-
-def scaled_head_model(directory: Path) -> Path:
-    """The tiny checkpoint with its output head scaled to a real model's logit range (see above)."""
-    return write_tiny_model(directory, head_scale=HEAD_SCALE)
-
-
-_cache: dict[str, object] = {}
-
-
-def colour_world(factory: pytest.TempPathFactory) -> ColourWorld:
-    if "world" not in _cache:
-        root = factory.mktemp("finetune")
-        settings = Settings(
-            data_dir=root / "data", media_dir=root / "videos", adapters_dir=root / "lora_adapters", frame_cache_mb=64
-        )
-        settings.media_dir.mkdir()
-        folder = root / "dataset"
-        rows: list[object] = []
-        for i in range(8):
-            colour = "red" if i % 2 == 0 else "blue"
-            make_colour_clip(folder / "clips" / f"{colour}{i}.mp4", RED if colour == "red" else BLUE, seed=i)
-            line = chat_line if i % 3 == 0 else text_line
-            rows.append(line(f"clips/{colour}{i}.mp4", f"It is {colour}."))
-        rows.append({"video_path": "clips/red0.mp4", "text": f"USER: {QUESTION}"})  # no answer: skipped
-        make_colour_clip(settings.media_dir / "media_blue.mp4", BLUE, seed=50)  # found in the media dir
-        rows.append(text_line("media_blue.mp4", "It is blue."))
-        fresh = {
-            "red": make_colour_clip(settings.media_dir / "fresh_red.mp4", RED, seed=101),
-            "blue": make_colour_clip(settings.media_dir / "fresh_blue.mp4", BLUE, seed=102),
-        }
-        _cache["world"] = ColourWorld(
-            root, settings, scaled_head_model(root / "tiny"), write_jsonl(folder / "data.jsonl", rows), 9, fresh
-        )
-    return _cache["world"]  # type: ignore[return-value]
-
-
-def trained_run(factory: pytest.TempPathFactory) -> RunOutcome:
-    """The STEPS-step run on the colour dataset, trained once per session (in this process)."""
-    if "run" not in _cache:
-        world = colour_world(factory)
-        _cache["run"] = train(world.options("colour"), world.settings, quiet=True)
-    return _cache["run"]  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> ColourWorld:
-    return colour_world(tmp_path_factory)
+def world(colour_world: ColourWorld) -> ColourWorld:
+    return colour_world
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> RunOutcome:
-    return trained_run(tmp_path_factory)
+def trained(colour_run: RunOutcome) -> RunOutcome:
+    return colour_run
 
 
 def run_finetune(args: list[str], settings: Settings, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -458,6 +351,28 @@ def test_run_state_sees_a_trainer_that_died_and_refuses_to_reuse_a_folder(tmp_pa
         start_run(world.settings, world.options("crashed").model_copy(update={"output": run_dir}))
     with pytest.raises(InputError, match="cannot be an adapter name"):
         start_run(world.settings, world.options("x").model_copy(update={"output": None}), name="two words")
+
+
+def test_cli_without_the_local_model_packages_says_what_to_install(tmp_path: Path, world: ColourWorld):
+    """As after `make install GEMINI_ONLY=1`: refused before any work, with the install hint."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VCHAT_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "without_torch"), str(ROOT)])
+    env["VCHAT_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.run(
+        [sys.executable, "-m", "finetune", "--data", str(world.data), "--output", str(tmp_path / "run")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "not installed here: it needs torch, torchvision, transformers, accelerate, peft" in proc.stderr
+    assert "make install" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+    proc = run_finetune(["--epochs", "many"], world.settings, tmp_path)
+    assert proc.returncode == 2 and "(see vchat-finetune --help)" in proc.stderr
 
 
 def test_options_round_trip_through_the_command_line():

@@ -24,12 +24,11 @@ from pathlib import Path
 import pytest
 
 from core.config import Settings
-from core.models.local.tiny import write_tiny_model
 from finetune.options import TrainOptions
 from finetune.run_files import is_unused, read_pid, read_progress, read_state, trainer_alive
 from finetune.runs import run_state, settings_env
 from finetune.trainer import ORPHAN_GRACE_S
-from tests.test_finetune import BLUE, RED, make_colour_clip, text_line, write_jsonl
+from tests.finetune_support import BLUE, RED, make_colour_clip, text_line, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 5
@@ -69,7 +68,7 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+def world(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> World:
     root = tmp_path_factory.mktemp("ft-kill")
     (root / "videos").mkdir()
     rows = []
@@ -77,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
         colour = "red" if i % 2 == 0 else "blue"
         make_colour_clip(root / "dataset" / "clips" / f"{colour}{i}.mp4", RED if i % 2 == 0 else BLUE, seed=i)
         rows.append(text_line(f"clips/{colour}{i}.mp4", f"It is {colour}."))
-    return World(root, write_tiny_model(root / "tiny"), write_jsonl(root / "dataset" / "data.jsonl", rows))
+    return World(root, tiny_model, write_jsonl(root / "dataset" / "data.jsonl", rows))
 
 
 def processes_mentioning(text: str) -> list[str]:

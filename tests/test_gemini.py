@@ -303,11 +303,10 @@ def test_cli_gemini_key_problems_exit_2_with_one_line(gemini, tmp_path, clips, e
         ("local", "https://www.youtube.com/watch?v=dQw4w9WgXcQ", "Only Gemini can read a video from its URL"),
     ],
 )
-def test_reading_by_url_is_refused_where_it_cannot_work(gemini, gemini_settings, tmp_path, backend, url, message):
+def test_reading_by_url_is_refused_where_it_cannot_work(gemini, gemini_settings, tiny_model, backend, url, message):
     from core.analysis.runner import run_analysis
-    from core.models.local.tiny import write_tiny_model
 
-    model_path = write_tiny_model(tmp_path / "tiny") if backend == "local" else None
+    model_path = tiny_model if backend == "local" else None
     with pytest.raises(InputError, match=message):
         run_analysis(url, gemini_settings, backend, QUESTION, model_path=model_path, gemini_reads_url=True)
     assert not gemini.requests and not (gemini_settings.data_dir / "media").exists()

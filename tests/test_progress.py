@@ -12,14 +12,14 @@ import pytest
 from core.analysis.runner import run_analysis
 from core.config import Settings
 from core.models.base import AnalysisRequest, GenerationSettings
-from core.models.local.tiny import write_tiny_model
 
 Report = tuple[str, str, float | None]
 
 
 @pytest.fixture(scope="module")
-def chatty_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("chatty"))
+def chatty_model(tiny_model: Path) -> Path:
+    """The shared tiny checkpoint: it generates as many tokens as it is allowed (the streamed line moves)."""
+    return tiny_model
 
 
 def of(reports: list[Report], stage: str) -> list[Report]:

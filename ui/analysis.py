@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
-from pydantic import ValidationError
 
 from core.analysis.runner import AnalysisRun, run_analysis
 from core.config import Settings
-from core.errors import VChatError
 from ui import state
-from ui.feedback import new_status, show_error
+from ui.errors import shown_errors
+from ui.feedback import new_status
 from ui.progress import AnalysisProgress
 from ui.sources import SourceInput
 
 LAST_RUN = "last_run"
 RERUN_REQUESTED = "rerun_requested"
-
-log = logging.getLogger("vchat.ui")
-
 
 def request_rerun() -> None:
     """Button callback: analyse again on this run, ignoring the stored result."""
@@ -38,7 +32,7 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
     status = new_status(f"Analysing {source.label} with {choice.label}", expanded=True)
     answer_slot = st.empty()
     progress = AnalysisProgress(status, queued_slot, answer_slot)
-    try:
+    with shown_errors("analysis", where=st.container()) as attempt:
         request = state.build_request(question, choice)
         run = run_analysis(
             source.source,
@@ -53,14 +47,8 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
             on_text=progress.text,
             on_queued=progress.queued,
         )
-    except (VChatError, ValidationError) as exc:
-        progress.fail("The analysis stopped")
-        show_error(exc)
-        return None
-    except Exception as exc:  # an internal error: one line here, the traceback in the server log
-        log.exception("analysis failed")
-        progress.fail("The analysis failed")
-        show_error(exc)
+    if attempt.failed:
+        progress.fail("The analysis failed" if attempt.bug else "The analysis stopped")
         return None
     took = f"the model took {run.result.seconds:.1f} s"
     done = "Served from the stored result" if run.from_store else f"Answered ({took})"

@@ -111,7 +111,7 @@ def _clicked_time(event: object) -> float | None:
 def _timeline(report: FactCheckReport, folder: Path) -> None:
     st.markdown("**Timeline**")
     event = st.plotly_chart(
-        evidence_figure(report), use_container_width=True, on_select="rerun", selection_mode="points",
+        evidence_figure(report), width="stretch", on_select="rerun", selection_mode="points",
         key=f"factcheck_timeline_{report.key}",
     )  # fmt: skip
     clicked = _clicked_time(event)
@@ -119,7 +119,7 @@ def _timeline(report: FactCheckReport, folder: Path) -> None:
     if clicked is None or not images:
         show_caption("Click a shot, a signal or a cited moment to see the nearest frame the report keeps.")
         return
-    seconds, path, caption = min(images, key=lambda image: abs(image[0] - clicked))
+    _, path, caption = min(images, key=lambda image: abs(image[0] - clicked))
     if path.is_file():
         st.image(str(path), caption=plain(f"Nearest kept frame to {clicked:.2f} s: {caption}"), width=480)
 
@@ -144,7 +144,7 @@ def _signals_table(evidence: Evidence) -> None:
             else:
                 st.markdown(md("- **{}**: not applicable ({})", signal.title, signal.reason or ""))
         if rows:
-            st.dataframe(rows, use_container_width=True, hide_index=True)
+            st.dataframe(rows, width="stretch", hide_index=True)
 
 
 def _gallery(evidence: Evidence, sha256: str) -> None:

@@ -35,9 +35,11 @@ def _form(stored: StoredReport, settings: Settings) -> StoredReport:
     label = "Change the person's rating" if stored.rating else "Give a person's rating"
     with st.expander(label, expanded=stored.rating is None), st.form("human_rating", border=False):
         current = stored.rating.rating if stored.rating else stored.report.overall.suggested
-        rating = st.selectbox("Rating", RATINGS, index=RATINGS.index(current))
-        name = st.text_input("Your name", value=stored.rating.name if stored.rating else "")
-        note = st.text_area("Why (published with the rating)", value=stored.rating.note if stored.rating else "")
+        rating = st.selectbox("Rating", RATINGS, index=RATINGS.index(current), key="rating_choice")
+        name = st.text_input("Your name", value=stored.rating.name if stored.rating else "", key="rating_name")
+        note = st.text_area(
+            "Why (published with the rating)", value=stored.rating.note if stored.rating else "", key="rating_note"
+        )
         claim = st.text_input(
             "The claim the video was shared with (optional; for ClaimReview)",
             value=stored.rating.claim if stored.rating else "",

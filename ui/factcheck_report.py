@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 import streamlit as st
 
@@ -13,7 +14,7 @@ from core.analysis.factcheck.flow import FactCheckRun
 from core.analysis.factcheck.html import report_html
 from core.analysis.factcheck.jsonld import review_markup
 from core.analysis.factcheck.report import CheckReport, Judgement
-from core.analysis.factcheck.store import StoredReport
+from core.analysis.factcheck.store import FactCheckStore, StoredReport
 from core.config import Settings
 from ui.factcheck_evidence import render_evidence
 from ui.factcheck_rating import render_rating
@@ -25,7 +26,7 @@ STATE_WORDS = {"not applicable": "not applicable", "could not be read": "could n
 
 
 def render_report(run: FactCheckRun, settings: Settings, on_rerun: Callable[[], None]) -> None:
-    stored = run.stored
+    stored = replace(run.stored, rating=FactCheckStore.rating(run.stored.folder))  # as saved, by anyone
     if run.from_store:
         show_info(f"Served from the report stored on {stored.report.created_at}.", icon=":material/inventory_2:")
     st.button("Re-run", on_click=on_rerun, key="rerun_factcheck", help="Check again and replace the stored report.")
@@ -96,35 +97,18 @@ def _downloads(stored: StoredReport) -> None:
     if stored.rating is not None:
         record["human_rating"] = stored.rating.model_dump(mode="json")
     actions = st.container(horizontal=True)
-    actions.download_button(
-        "Report (JSON)",
-        data=json.dumps(record, indent=2, ensure_ascii=False),
-        file_name=f"{name}.json",
-        mime="application/json",
-        on_click="ignore",
-        icon=":material/download:",
-        key="download_report_json",
-    )
-    actions.download_button(
-        "Report (HTML, opens offline)",
-        data=report_html(stored),
-        file_name=f"{name}.html",
-        mime="text/html",
-        on_click="ignore",
-        icon=":material/download:",
-        key="download_report_html",
-    )
+
+    def offer(label: str, data: str, suffix: str, mime: str, key: str) -> None:
+        actions.download_button(label, data=data, file_name=f"{name}{suffix}", mime=mime, on_click="ignore",
+                                icon=":material/download:", key=key)  # fmt: skip
+
+    offer("Report (JSON)", json.dumps(record, indent=2, ensure_ascii=False), ".json", "application/json",
+          "download_report_json")  # fmt: skip
+    offer("Report (HTML, opens offline)", report_html(stored), ".html", "text/html", "download_report_html")
     markup = review_markup(report, stored.rating) if stored.rating else None
     if markup is not None:
-        actions.download_button(
-            "ClaimReview / MediaReview (JSON-LD)",
-            data=json.dumps(markup, indent=2, ensure_ascii=False),
-            file_name=f"{name}.jsonld",
-            mime="application/ld+json",
-            on_click="ignore",
-            icon=":material/download:",
-            key="download_report_jsonld",
-        )
+        offer("ClaimReview / MediaReview (JSON-LD)", json.dumps(markup, indent=2, ensure_ascii=False), ".jsonld",
+              "application/ld+json", "download_report_jsonld")  # fmt: skip
     elif stored.rating is not None:
         show_caption(f"'{stored.rating.rating}' has no MediaReview category: no schema.org markup is made for it.")
     else:

@@ -3,24 +3,19 @@ progress by stage, the report kept in session state."""
 
 from __future__ import annotations
 
-import logging
-
 import streamlit as st
-from pydantic import ValidationError
 
 from core.analysis.factcheck.flow import FactCheckRun, run_factcheck
 from core.config import Settings
 from core.errors import VChatError
 from ui import readiness, sources, state
+from ui.errors import shown_errors
 from ui.factcheck_report import render_report
 from ui.feedback import new_status, show_caption, show_error
 from ui.progress import AnalysisProgress
 
 LAST_REPORT = "last_factcheck"
 RERUN = "factcheck_rerun"
-
-log = logging.getLogger("vchat.ui")
-
 
 def form(settings: Settings) -> None:
     """The source, the readiness of the chosen model, the Fact-check button; runs it when pressed."""
@@ -50,7 +45,7 @@ def factcheck(settings: Settings, source: sources.SourceInput, rerun: bool = Fal
     queued_slot = st.empty()
     status = new_status(f"Fact-checking {source.label} with {choice.label}", expanded=True)
     progress = AnalysisProgress(status, queued_slot, st.empty())
-    try:
+    with shown_errors("fact-check", where=st.container()) as attempt:
         request = state.build_request("fact-check", choice)
         run = run_factcheck(
             source.source,
@@ -63,14 +58,8 @@ def factcheck(settings: Settings, source: sources.SourceInput, rerun: bool = Fal
             on_stage=progress.stage,
             on_queued=progress.queued,
         )
-    except (VChatError, ValidationError) as exc:
-        progress.fail("The fact-check stopped")
-        show_error(exc)
-        return None
-    except Exception as exc:  # an internal error: one line here, the traceback in the server log
-        log.exception("fact-check failed")
-        progress.fail("The fact-check failed")
-        show_error(exc)
+    if attempt.failed:
+        progress.fail("The fact-check failed" if attempt.bug else "The fact-check stopped")
         return None
     progress.finish("Served from the stored report" if run.from_store else "Reported")
     st.session_state[LAST_REPORT] = run

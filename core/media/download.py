@@ -264,11 +264,24 @@ def fetch_url(
         duration_s=info.get("duration"),
         filename=downloaded.name,
         fetched_at=now(),
+        thumbnails=_thumbnail_urls(info),
     )
     atomic_write_json(
         store.url_record_path(key), {"url": redact_url(url), "sha256": sha, "source": source.model_dump()}
     )
     return sha, path, source, False
+
+
+def _thumbnail_urls(info: dict[str, Any], limit: int = 4) -> list[str]:
+    """The platform's public pictures of the video, from yt-dlp's info (`thumbnail` first, then the
+    largest of `thumbnails`): http(s) URLs only, for the fact-check page's reverse-image-search links."""
+    listed = [entry for entry in info.get("thumbnails") or [] if isinstance(entry, dict)]
+    listed.sort(key=lambda entry: -((entry.get("width") or 0) * (entry.get("height") or 0)))
+    urls: list[str] = []
+    for url in [info.get("thumbnail"), *(entry.get("url") for entry in listed)]:
+        if isinstance(url, str) and url.startswith(("https://", "http://")) and url not in urls:
+            urls.append(redact_url(url))
+    return urls[:limit]
 
 
 def _single_video(info: dict[str, Any], ydl: yt_dlp.YoutubeDL) -> dict[str, Any]:

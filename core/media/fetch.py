@@ -23,6 +23,7 @@ from core.media.storage import (
     copy_stream_hashing,
     safe_extension,
 )
+from core.paths import is_within
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def resolve_local_path(raw: str | Path, settings: Settings) -> Path:
         raise InputError(f"Paths with '..' are refused: {raw}", f"Give a path inside the media folder {media_dir}.")
     candidates = [given] if given.is_absolute() else [media_dir / given, Path.cwd() / given]
     for candidate in candidates:
-        if not any(_inside(candidate.absolute(), root) for root in media_roots):
+        if not any(is_within(candidate.absolute(), root) for root in media_roots):
             continue
         try:
             if not candidate.exists():
@@ -118,7 +119,7 @@ def resolve_local_path(raw: str | Path, settings: Settings) -> Path:
             real = candidate.resolve()
         except (OSError, RuntimeError) as exc:  # a path too long, a loop of links
             raise InputError(f"'{shown}' cannot be read as a path ({type(exc).__name__}).") from None
-        if not _inside(real, media_dir):
+        if not is_within(real, media_dir):
             raise InputError(
                 f"'{raw}' is a link that points outside the media folder; it is refused.",
                 f"Copy the file into {media_dir} instead.",
@@ -126,16 +127,12 @@ def resolve_local_path(raw: str | Path, settings: Settings) -> Path:
         if not real.is_file():
             raise InputError(f"'{raw}' is not a file.")
         return real
-    if given.is_absolute() and not any(_inside(given, root) for root in media_roots):
+    if given.is_absolute() and not any(is_within(given, root) for root in media_roots):
         raise InputError(
             f"Local files must be inside the media folder {media_dir}; '{raw}' is not.",
             "Copy the file there, set VCHAT_MEDIA_DIR, or upload it.",
         )
     raise InputError(f"No such file in the media folder {media_dir}: '{raw}'.")
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
 
 
 def ingest_local(raw: str | Path, settings: Settings, store: MediaStore | None = None) -> tuple[str, Path, SourceInfo]:

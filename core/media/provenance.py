@@ -42,6 +42,7 @@ class SourceInfo(BaseModel):
     duration_s: float | None = None
     filename: str | None = None
     fetched_at: str | None = None
+    thumbnails: list[str] = Field(default_factory=list)  # the platform's public pictures of the video (URL sources)
 
 
 class C2paInfo(BaseModel):

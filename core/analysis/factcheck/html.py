@@ -17,6 +17,7 @@ from core.analysis.factcheck.jsonld import review_markup
 from core.analysis.factcheck.report import CheckReport, FactCheckReport, HumanRating, Judgement
 from core.analysis.factcheck.store import StoredReport
 from core.media.describe import summary
+from core.media.forensics import Thumbnail
 from core.media.storage import atomic_write_bytes
 
 STYLE = """
@@ -105,6 +106,11 @@ def _rating(rating: HumanRating | None) -> str:
     return f"<div class='card'><strong>A person's rating: {_t(rating.rating)}</strong> {who}{note}{claim}</div>"
 
 
+def _search_links(thumbnail: Thumbnail) -> str:
+    anchors = [f'<a href="{_t(link.url)}" rel="noreferrer">{_t(link.engine)}</a>' for link in thumbnail.search_links]
+    return ", ".join(anchors)
+
+
 def report_html(stored: StoredReport) -> str:
     """The whole report as one HTML page (see the module's docstring for what it may and may not do)."""
     report: FactCheckReport = stored.report
@@ -113,15 +119,9 @@ def report_html(stored: StoredReport) -> str:
     overall = report.overall
     reasons = "".join(f"<li>{_t(r)}</li>" for r in overall.reasons)
     disagreements = "".join(f"<li class='warn'>{_t(d)}</li>" for d in overall.disagreements)
-    keyframes = "".join(
-        _image(Path(frame.path), f"shot {frame.shot}, {frame.time_s:.2f} s") for frame in report.evidence.shots.keyframes
-    )
-    links = "".join(
-        f"<li>{_t(thumbnail.url)}: "
-        + ", ".join(f'<a href="{_t(link.url)}" rel="noreferrer">{_t(link.engine)}</a>' for link in thumbnail.search_links)
-        + "</li>"
-        for thumbnail in report.evidence.shots.thumbnails
-    )
+    shots = report.evidence.shots
+    keyframes = "".join(_image(Path(f.path), f"shot {f.shot}, {f.time_s:.2f} s") for f in shots.keyframes)
+    links = "".join(f"<li>{_t(thumbnail.url)}: {_search_links(thumbnail)}</li>" for thumbnail in shots.thumbnails)
     markup = review_markup(report, stored.rating) if stored.rating else None
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",

@@ -9,7 +9,7 @@ the report and never inside it, a person's rating (`HumanRating`).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -28,15 +28,7 @@ Rating = Literal[
     "Satire",
     "Insufficient evidence",
 ]
-RATINGS: tuple[Rating, ...] = (
-    "Original",
-    "Missing context",
-    "Edited or cropped",
-    "Transformed",
-    "Staged",
-    "Satire",
-    "Insufficient evidence",
-)
+RATINGS: tuple[Rating, ...] = get_args(Rating)
 JudgementState = Literal["judged", "not applicable", "could not be read", "failed"]
 
 

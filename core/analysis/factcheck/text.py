@@ -41,6 +41,13 @@ def report_text(report: FactCheckReport, rating: HumanRating | None = None) -> s
         if check.signals:
             lines.append("  measured without a model:")
             lines += [f"    - {signal}" for signal in check.signals]
+    warnings = report.evidence.provenance.warnings
+    if warnings:
+        lines += ["", "The file's metadata:", *[f"  ! {flag.message}" for flag in warnings]]
+    keyframes = report.evidence.shots.keyframes
+    if keyframes:
+        lines += ["", "Keyframes (one per shot; vChat uploads none of them: reverse-search them yourself):"]
+        lines += [f"  shot {frame.shot} at {frame.time_s:.2f} s: {frame.path}" for frame in keyframes]
     if report.notes:
         lines += ["", *[f"note: {note}" for note in report.notes]]
     lines += ["", CAVEAT]

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from core.commands import train
 from core.config import Settings
 from core.errors import InputError
+from core.media.storage import sha256_file
 
 if TYPE_CHECKING:
     from core.models.local.loading import LoadedModel
@@ -90,11 +91,7 @@ def _weights_digest(path: Path) -> bytes:
         return b""
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _weights_digests:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        _weights_digests[key] = digest.digest()
+        _weights_digests[key] = bytes.fromhex(sha256_file(path))
     return _weights_digests[key]
 
 

@@ -5,8 +5,8 @@ Run from the repository root:
     python bench/factcheck.py            # a 10 min 1280x720 clip (a few minutes on 2 cores)
     python bench/factcheck.py --quick    # a 1 min clip, a smoke run
 
-The clip (ffmpeg testsrc2 + a sine tone, h264 + AAC in mp4, 2 s GOP, with five hard cuts and a
-2 s silence) is made once with the ffmpeg vChat uses and kept in `--workdir` (default
+The clip (ffmpeg testsrc2 + a sine tone, h264 (ultrafast, crf 28) + AAC in mp4, 2 s GOP, with five
+hard cuts and a 2 s silence) is made once with the ffmpeg vChat uses and kept in `--workdir` (default
 bench/.cache/). It goes through the real pipeline (prepare_media: the sanitizer remuxes it), then
 in the same run: a plain full decode of the sanitized file by ffmpeg (`-f null`) and by PyAV
 (every frame), and `gather_evidence` with a cold store (shots and keyframes, audio, picture
@@ -54,14 +54,14 @@ def generation_args(seconds: int, target: Path) -> list[str]:
     return [
         *("-f", "lavfi", "-i", video, "-f", "lavfi", "-i", audio),
         *("-vf", f"negate=enable='mod({flips},2)',hue=h=120:enable='mod({flips},2)'", "-af", silence),
-        *("-map", "0:v:0", "-map", "1:a:0", "-c:v", "libx264", "-preset", "ultrafast", "-g", "60"),
+        *("-map", "0:v:0", "-map", "1:a:0", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "28", "-g", "60"),
         *("-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", "-ac", "2", "-shortest"),
         *("-movflags", "+faststart", "-f", "mp4", "-y", str(target)),
     ]
 
 
 def ensure_clip(seconds: int, workdir: Path) -> Path:
-    path = workdir / f"factcheck_testsrc2_1280x720_30fps_{seconds}s.mp4"
+    path = workdir / f"factcheck_testsrc2_1280x720_30fps_crf28_{seconds}s.mp4"
     if path.exists() and path.stat().st_size > 0:
         print(f"  reusing {path}", flush=True)
         return path
@@ -108,7 +108,7 @@ def main() -> None:
     clip = ensure_clip(seconds, args.workdir)
     with tempfile.TemporaryDirectory(prefix="vchat-bench-factcheck-") as tmp:
         root = Path(tmp)
-        settings = Settings(data_dir=root / "data", media_dir=root / "videos")
+        settings = Settings(data_dir=root / "data", media_dir=root / "videos", max_download_mb=4000)
         settings.media_dir.mkdir(parents=True)
         try:
             os.link(clip, settings.media_dir / clip.name)

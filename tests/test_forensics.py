@@ -22,7 +22,9 @@ from core.config import Settings
 from core.media.forensics import FORENSICS_VERSION, Evidence, gather_evidence, keyframes_zip, search_links
 from core.media.frames import load_frame_index
 from core.media.pipeline import MediaAsset, prepare_media
+from core.progress import ProgressFn
 from tests.media_factory import ffmpeg, make_clip
+from tests.support import LocalServer, Route
 
 ROOT = Path(__file__).resolve().parents[1]
 X264 = ("-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p")
@@ -34,10 +36,10 @@ def _settings(root: Path) -> Settings:
     return Settings(data_dir=root / "data", media_dir=media)
 
 
-def _measure(clip: Path, settings: Settings) -> tuple[MediaAsset, Evidence]:
+def _measure(clip: Path, settings: Settings, progress: ProgressFn | None = None) -> tuple[MediaAsset, Evidence]:
     shutil.copyfile(clip, settings.media_dir / clip.name)
     asset = prepare_media(clip.name, settings)
-    return asset, gather_evidence(asset, settings)
+    return asset, gather_evidence(asset, settings, progress)
 
 
 @pytest.fixture(scope="session")
@@ -88,8 +90,15 @@ def spliced_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def spliced(forensic_clips: dict[str, Path], spliced_settings: Settings) -> tuple[MediaAsset, Evidence]:
-    return _measure(forensic_clips["spliced"], spliced_settings)
+def spliced_progress() -> list[tuple[str, str, float | None]]:
+    return []
+
+
+@pytest.fixture(scope="module")
+def spliced(
+    forensic_clips: dict[str, Path], spliced_settings: Settings, spliced_progress: list[tuple[str, str, float | None]]
+) -> tuple[MediaAsset, Evidence]:
+    return _measure(forensic_clips["spliced"], spliced_settings, lambda *report: spliced_progress.append(report))
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +161,16 @@ def test_evidence_is_read_back_from_the_store_with_fresh_provenance(
     assert tagged.reused
     assert [thumbnail.url for thumbnail in tagged.shots.thumbnails] == ["https://img.example/t.jpg?a=1&b=2"]
     assert len(tagged.shots.thumbnails[0].search_links) == 4
+
+
+def test_progress_is_reported_by_stage(
+    spliced: tuple[MediaAsset, Evidence], spliced_progress: list[tuple[str, str, float | None]]
+):
+    assert {stage for stage, _, _ in spliced_progress} == {"evidence"}
+    messages = [message for _, message, _ in spliced_progress]
+    assert messages[0] == "shots: 0 of 6 s" and "visual signals" in messages and "audio signals" in messages
+    fractions = [fraction for _, _, fraction in spliced_progress if fraction is not None]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
 def test_keyframes_zip_holds_every_keyframe(spliced: tuple[MediaAsset, Evidence]):
@@ -275,3 +294,17 @@ def test_importing_the_package_loads_no_vision_library():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_page_poster_becomes_a_thumbnail_with_search_links(
+    server: LocalServer, settings: Settings, forensic_clips: dict[str, Path]
+):
+    server.serve_file("/media/clip.mp4", forensic_clips["silent"])
+    html = b"<html><body><video src='/media/clip.mp4' poster='/media/poster.jpg'></video></body></html>"
+    server.routes["/page.html"] = Route(body=html, content_type="text/html")
+    asset = prepare_media(server.url("/page.html"), settings)
+    poster = server.url("/media/poster.jpg")
+    assert asset.source.thumbnails == [poster]
+    (thumbnail,) = gather_evidence(asset, settings).shots.thumbnails
+    assert thumbnail.url == poster and thumbnail.search_links == search_links(poster)
+    assert not any(path.endswith("poster.jpg") for path in server.hits)  # vChat never fetches the picture itself

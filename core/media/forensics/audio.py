@@ -8,8 +8,10 @@ stream into 100 ms windows (peak, clipping, level jumps, the audio's true length
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.config import Settings
 from core.errors import MediaError
@@ -17,6 +19,9 @@ from core.media.forensics.models import AudioEvidence, Event, Signal
 from core.media.forensics.runner import filter_pass, numbers, stretches
 from core.media.probe import ProbeInfo
 from core.media.sniff import open_media
+
+if TYPE_CHECKING:
+    import av
 
 SILENCE_DB = -50.0
 SILENCE_MIN_S = 0.5
@@ -26,24 +31,28 @@ CLIP_MIN_SAMPLES = 3  # clipped samples a window needs to count
 JUMP_DB = 15.0
 JUMP_CONTEXT = 5  # windows (0.5 s) each side whose median level is compared
 MISMATCH_S = 0.5
+MAX_PAD_S = 60.0  # audio gaps up to this long are filled with silence on the window axis
 MAX_EVENTS = 50
 NO_AUDIO = "the original has no audio track"
 
 
 @dataclass
 class AudioWindows:
-    """The decoded stream in 100 ms windows: mean square level and clipped samples of each."""
+    """The decoded stream in 100 ms windows: mean square level and clipped samples of each. A gap in
+    the audio's timestamps (up to MAX_PAD_S) is filled with silent windows, so window k stays at
+    start_s + k * WINDOW_S."""
 
     sample_rate: int = 0
     start_s: float = 0.0  # where the first sample is on the video's axis
-    samples: int = 0
+    end_s: float = 0.0  # where the last sample ends
+    samples: int = 0  # decoded samples (per channel)
     peak: float = 0.0
     power: list[float] = field(default_factory=list)
     clipped: list[int] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:
-        return self.samples / self.sample_rate if self.sample_rate else 0.0
+        return max(self.end_s - self.start_s, self.samples / self.sample_rate if self.sample_rate else 0.0)
 
     def level_db(self, k: int) -> float:
         return 10 * math.log10(self.power[k]) if self.power[k] > 1e-12 else -120.0
@@ -55,6 +64,23 @@ class AudioWindows:
 def _stream_start(stream: object) -> float | None:
     start, base = getattr(stream, "start_time", None), getattr(stream, "time_base", None)
     return float(start * base) if start is not None and base is not None else None
+
+
+def _audio_frames(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream
+) -> Iterator[av.AudioFrame]:
+    """Decoded frames of `stream`: a packet that does not decode is skipped, and reading stops at
+    the first point the file cannot be read past (a damaged tail)."""
+    import av
+
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()
+            except av.error.FFmpegError:
+                continue
+    except av.error.FFmpegError:
+        return
 
 
 def decode_windows(path: Path, info: ProbeInfo) -> AudioWindows:
@@ -69,41 +95,60 @@ def decode_windows(path: Path, info: ProbeInfo) -> AudioWindows:
         video = streams.get(info.video_stream)
         video_start = _stream_start(video) or 0.0
         resampler: av.AudioResampler | None = None
-        carry_power = np.zeros(0, np.float32)
-        carry_clip = np.zeros(0, bool)
-        window = 0
-        first_time: float | None = None
-        for packet in container.demux(audio):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError:
-                continue
-            for frame in frames:
-                if resampler is None:
-                    result.sample_rate = frame.sample_rate
-                    window = max(1, round(frame.sample_rate * WINDOW_S))
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
-                if first_time is None and frame.time is not None:
-                    first_time = float(frame.time)
-                for converted in resampler.resample(frame):
-                    data = converted.to_ndarray().astype(np.float32, copy=False)
-                    if data.size == 0:
-                        continue
-                    magnitude = np.abs(data)
-                    result.peak = max(result.peak, float(magnitude.max()))
-                    result.samples += data.shape[1]
-                    carry_power = np.concatenate([carry_power, (data * data).mean(axis=0)])
-                    carry_clip = np.concatenate([carry_clip, (magnitude >= CLIP_LEVEL).any(axis=0)])
-                    whole = len(carry_power) // window * window
-                    if whole:
-                        result.power += carry_power[:whole].reshape(-1, window).mean(axis=1).tolist()
-                        result.clipped += carry_clip[:whole].reshape(-1, window).sum(axis=1).tolist()
-                        carry_power, carry_clip = carry_power[whole:], carry_clip[whole:]
-        if len(carry_power):
-            result.power.append(float(carry_power.mean()))
-            result.clipped.append(int(carry_clip.sum()))
-        start = first_time if first_time is not None else _stream_start(audio)
+        power, clipped = np.zeros(0, np.float32), np.zeros(0, bool)
+        window, placed = 0, 0  # samples per window; samples on the window axis (padding included)
+        first: float | None = None
+        end = 0.0
+
+        def take(data: np.ndarray | None, pad: int = 0) -> None:
+            nonlocal power, clipped, placed
+            if pad:
+                power, clipped = (
+                    np.concatenate([power, np.zeros(pad, np.float32)]),
+                    np.concatenate([clipped, np.zeros(pad, bool)]),
+                )
+                placed += pad
+            if data is not None and data.size:
+                magnitude = np.abs(data)
+                result.peak = max(result.peak, float(magnitude.max()))
+                result.samples += data.shape[1]
+                placed += data.shape[1]
+                power = np.concatenate([power, (data * data).mean(axis=0)])
+                clipped = np.concatenate([clipped, (magnitude >= CLIP_LEVEL).any(axis=0)])
+            whole = len(power) // window * window
+            if whole:
+                result.power.extend(power[:whole].reshape(-1, window).mean(axis=1).tolist())
+                result.clipped.extend(clipped[:whole].reshape(-1, window).sum(axis=1).tolist())
+                power, clipped = power[whole:], clipped[whole:]
+
+        for frame in _audio_frames(container, audio):
+            if resampler is None:
+                result.sample_rate = frame.sample_rate
+                window = max(1, round(frame.sample_rate * WINDOW_S))
+                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=frame.sample_rate)
+            pad = 0
+            if frame.time is not None:
+                if first is None:
+                    first = float(frame.time)
+                late = float(frame.time) - (first + placed / result.sample_rate)
+                if WINDOW_S < late <= MAX_PAD_S:
+                    pad = round(late * result.sample_rate)
+                end = max(end, float(frame.time) + frame.samples / frame.sample_rate)
+            converted = resampler.resample(frame)
+            take(None, pad)
+            for part in converted:
+                take(part.to_ndarray().astype(np.float32, copy=False))
+        if resampler is not None:
+            for part in resampler.resample(None):
+                take(part.to_ndarray().astype(np.float32, copy=False))
+        if len(power):
+            result.power.append(float(power.mean()))
+            result.clipped.append(int(clipped.sum()))
+        start = first if first is not None else _stream_start(audio)
         result.start_s = (start or 0.0) - video_start
+        result.end_s = (
+            (end - video_start) if first is not None else result.start_s + result.samples / max(result.sample_rate, 1)
+        )
     return result
 
 
@@ -116,7 +161,7 @@ def _not_applicable(kind: str, title: str, reason: str) -> Signal:
 
 
 def silence_signal(log: str, video_start: float, windows: AudioWindows) -> Signal:
-    end_of_stream = windows.start_s + windows.duration_s + video_start
+    end_of_stream = windows.end_s + video_start
     pairs = stretches(log, "silence_start", "silence_end", "silencedetect", end_of_stream)
     events = [
         Event(start_s=round(max(0.0, a - video_start), 3), end_s=round(max(0.0, b - video_start), 3),
@@ -191,7 +236,7 @@ def level_jump_signal(windows: AudioWindows) -> Signal:
 
 
 def duration_signal(windows: AudioWindows, video_s: float) -> Signal:
-    audio_end = windows.start_s + windows.duration_s
+    audio_end = windows.end_s
     events: list[Event] = []
     if abs(windows.start_s) > MISMATCH_S:
         late = windows.start_s > 0

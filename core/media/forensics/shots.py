@@ -3,11 +3,13 @@
 Cuts are found by two PySceneDetect detectors fed through their documented frame API
 (`process_frame`) with the small frames of the one decode (`core.media.forensics.scan`):
 ContentDetector (change of hue, saturation and brightness) and HashDetector (perceptual hash); a
-cut is where either fires. On test splices ContentDetector missed a cut between two stretches of
-the same scene that HashDetector found, and AdaptiveDetector added false cuts on a slow colour
-sweep (see the report of issue 14). Each shot's keyframe is then decoded at full size (a seek to
-the keyframe before it, or decoding on) and saved as JPEG with its presentation time from the
-frame index (never frame number / fps).
+cut is where either fires. Measured on splices at 3.0 s (PySceneDetect 0.7.2, defaults): testsrc2
+then SMPTE bars, and testsrc2 then Mandelbrot, were cut at 3.0 s by Content, Adaptive, Histogram
+and Hash alike; testsrc2 then testsrc2 17 s later under a slow hue sweep (the same scene, a jump in
+time) was cut at 3.0 s only by HashDetector, while AdaptiveDetector added two false cuts and
+HistogramDetector one every 0.6 s. Each shot's keyframe is then decoded at full size (a seek to the
+keyframe before it, or decoding on) and saved as JPEG with its presentation time from the frame
+index (never frame number / fps).
 """
 
 from __future__ import annotations

@@ -51,10 +51,8 @@ def frozen_and_black(log: str, index: FrameIndex) -> tuple[Signal, Signal]:
         return [Event(start_s=round(a - offset, 3), end_s=round(b - offset, 3), what=f"{what} for {b - a:.2f} s",
                       value=round(b - a, 3)) for a, b in pairs]  # fmt: skip
 
-    # freezedetect starts a run at the first repeat; the picture that stays on screen is the frame before it.
-    step = index.step_s
-    held = [(max(offset, a - step), b) for a, b in stretches(log, "freeze_start", "freeze_end", "freezedetect", end)]
-    frozen = events(held, "the picture is frozen")
+    # freezedetect's start is the held frame's own time, its end the time of the first frame that differs.
+    frozen = events(stretches(log, "freeze_start", "freeze_end", "freezedetect", end), "the picture is frozen")
     black = events(stretches(log, "black_start", "black_end", "blackdetect", end), "the picture is black")
 
     def summary(found: list[Event], name: str) -> str:
@@ -82,12 +80,22 @@ class StreamFacts:
     times: list[float] = field(default_factory=list)
     pictures: list[tuple[float, int, int, Fraction | None]] = field(default_factory=list)
     timestamped: bool = True
+    resets: int = 0  # the timestamps start again this often (joined parts): times cannot be compared across
+
+    @property
+    def untimed(self) -> str | None:
+        """Why the timing signals cannot be measured, or None."""
+        if not self.timestamped:
+            return "the original's video has no timestamps to measure"
+        if self.resets:
+            return f"the original's timestamps start again {self.resets} time(s) (joined parts; see the flags)"
+        return None
 
 
 def read_stream(path: Path, info: ProbeInfo) -> StreamFacts:
     import av
 
-    facts = StreamFacts()
+    facts = StreamFacts(resets=info.timestamp_resets)
     with open_media(path, info.demuxer) as container:
         streams = {stream.index: stream for stream in container.streams}
         stream = streams.get(info.video_stream) or container.streams.video[0]
@@ -118,7 +126,9 @@ def read_stream(path: Path, info: ProbeInfo) -> StreamFacts:
             pass  # a damaged tail: what was read stands (the probe notes the damage)
     origin = start or 0.0
     facts.times = sorted(t - origin for t in facts.times)
-    facts.pictures = sorted((t - origin, w, h, sar) for t, w, h, sar in facts.pictures)
+    facts.pictures = [(t - origin, w, h, sar) for t, w, h, sar in facts.pictures]  # in file order
+    if not facts.resets:
+        facts.pictures.sort()
     return facts
 
 
@@ -143,6 +153,7 @@ def picture_signal(facts: StreamFacts) -> Signal:
 
 
 def _rate(steps: list[float]) -> float:
+    """Frames per second from the median step between frames (0 when unknown)."""
     middle = statistics.median(steps)
     return 1 / middle if middle > 0 else 0.0
 
@@ -150,23 +161,30 @@ def _rate(steps: list[float]) -> float:
 def frame_rate_signal(facts: StreamFacts) -> Signal:
     method = (f"the median step between the original's frame timestamps per {RATE_BLOCK_S:g} s block; a change "
               f"when the rate moves by more than {RATE_CHANGE:.0%} and holds for two blocks.")  # fmt: skip
-    if not facts.timestamped or len(facts.times) < 4:
-        return Signal(kind="frame_rate_change", title="Frame rate changes", applicable=False,
-                      reason="the original's video has no timestamps to measure", method=method,
-                      summary="Not applicable: the original's video has no timestamps to measure.")  # fmt: skip
-    steps = [b - a for a, b in zip(facts.times, facts.times[1:], strict=False) if b > a]
-    overall = _rate(steps) if steps else 0.0
+    reason = facts.untimed or (None if len(facts.times) >= 4 else "the original's video has too few frames")
+    if reason:
+        return Signal(kind="frame_rate_change", title="Frame rate changes", applicable=False, reason=reason,
+                      method=method, summary=f"Not applicable: {reason}.")  # fmt: skip
+    times = facts.times
+    steps = [b - a for a, b in itertools.pairwise(times)]
+    overall = _rate([step for step in steps if step > 0] or [0.0])
     per_block = max(4, round(RATE_BLOCK_S * overall)) if overall else 25
-    blocks = [(facts.times[k], _rate(steps[k : k + per_block])) for k in range(0, len(steps) - per_block // 2,
-                                                                              per_block)]  # fmt: skip
+    blocks = [(k, _rate([s for s in steps[k : k + per_block] if s > 0] or [0.0]))
+              for k in range(0, len(steps) - per_block // 2, per_block)]  # fmt: skip
     events: list[Event] = []
     current = blocks[0][1] if blocks else overall
-    for (moment, rate), (_, following) in itertools.pairwise(blocks[1:]):
-        if current and abs(rate - current) / current > RATE_CHANGE and abs(following - rate) / rate <= RATE_CHANGE:
-            events.append(Event(start_s=round(moment, 3), end_s=round(moment, 3),
-                                what=f"the frame rate changes from {current:.3g} to {rate:.3g} fps",
-                                value=round(rate, 3)))  # fmt: skip
-            current = rate
+    for (k, rate), (_, following) in itertools.pairwise(blocks[1:] if len(blocks) > 1 else []):
+        if not (current and rate and abs(rate - current) / current > RATE_CHANGE):
+            continue
+        if abs(following - rate) / rate > RATE_CHANGE:
+            continue
+        new_step = 1 / rate
+        while k > 0 and abs(steps[k - 1] - new_step) <= RATE_CHANGE * new_step:  # back to the first such step
+            k -= 1
+        events.append(Event(start_s=round(times[k], 3), end_s=round(times[k], 3),
+                            what=f"the frame rate changes from {current:.3g} to {rate:.3g} fps",
+                            value=round(rate, 3)))  # fmt: skip
+        current = rate
     summary = (f"{len(events)} frame rate change(s) (variable frame rate)." if events
                else f"A steady {overall:.3g} fps.")  # fmt: skip
     return _signal("frame_rate_change", "Frame rate changes", "fps", method, events, summary)
@@ -175,10 +193,10 @@ def frame_rate_signal(facts: StreamFacts) -> Signal:
 def gap_signal(facts: StreamFacts) -> Signal:
     method = (f"steps between the original's consecutive frame timestamps longer than {GAP_FACTOR:g} typical "
               f"steps and than {GAP_MIN_S:g} s.")  # fmt: skip
-    if not facts.timestamped or len(facts.times) < 2:
-        return Signal(kind="timestamp_gap", title="Gaps in the timestamps", applicable=False,
-                      reason="the original's video has no timestamps to measure", method=method,
-                      summary="Not applicable: the original's video has no timestamps to measure.")  # fmt: skip
+    reason = facts.untimed or (None if len(facts.times) >= 2 else "the original's video has too few frames")
+    if reason:
+        return Signal(kind="timestamp_gap", title="Gaps in the timestamps", applicable=False, reason=reason,
+                      method=method, summary=f"Not applicable: {reason}.")  # fmt: skip
     steps = [b - a for a, b in zip(facts.times, facts.times[1:], strict=False)]
     typical = statistics.median([s for s in steps if s > 0] or [0.0])
     limit = max(GAP_FACTOR * typical, GAP_MIN_S)

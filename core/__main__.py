@@ -163,15 +163,25 @@ def cmd_analyze(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_factcheck(args: argparse.Namespace, settings: Settings) -> int:
     """A fact-check report: evidence measured without a model, three checks by the chosen engines."""
-    from core.analysis.factcheck.flow import run_factcheck
+    from core.analysis.factcheck.flow import measure_only, run_factcheck
     from core.analysis.factcheck.html import write_html
-    from core.analysis.factcheck.text import report_text
+    from core.analysis.factcheck.text import evidence_text, report_text
 
     request = request_from(args, "fact-check")  # the checks ask their own questions
     html = Path(args.html) if args.html else None
+    if html is not None and args.measure_only:
+        raise InputError("--html writes a whole report; --measure-only makes none.", "Leave out one of the two.")
     if html is not None and not html.parent.is_dir():
         raise InputError(f"The folder of {html} does not exist.", "Give --html a path in an existing folder.")
     progress = StderrProgress(args.quiet or args.json)
+    if args.measure_only:
+        try:
+            measured = measure_only(_source(args), settings, filename=args.filename, on_stage=progress.stage)
+        finally:
+            progress.close()
+        evidence = measured.evidence
+        print(evidence.model_dump_json(indent=2) if args.json else evidence_text(measured.asset, evidence))
+        return EXIT_OK
     try:
         run = run_factcheck(
             _source(args),
@@ -336,6 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     factcheck.add_argument("--json", action="store_true", help="print the whole report as JSON")
     factcheck.add_argument("--html", help="also write the report as one self-contained HTML file")
     factcheck.add_argument("--rerun", action="store_true", help="check again instead of serving a stored report")
+    factcheck.add_argument(
+        "--measure-only", action="store_true",
+        help="only the evidence that needs no model (provenance, shots and keyframes, audio and picture signals)",
+    )  # fmt: skip
 
     digest = source_command("digest", "Gemini's digest: summary, scenes, transcript, on-screen text, claims, audio")
     digest.add_argument("--gemini-model", help="Gemini model name (default gemini-flash-latest); key: GEMINI_API_KEY")

@@ -84,3 +84,21 @@ def test_a_report_on_the_page_and_a_persons_rating_beside_it(page):  # type: ign
     assert "ClaimReview / MediaReview (JSON-LD)" in labels
     app = app.run()  # a rerun still shows the person's rating (read back from the store)
     assert "A person's rating: Edited or cropped, by A. Checker" in shown_text(app)
+
+
+def test_measure_only_shows_the_evidence_without_any_model(monkeypatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    paths = app_env(monkeypatch, tmp_path, VCHAT_MODEL_ID="nobody/not-a-model")  # no weights, no key
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+           str(paths.media_dir / "clip.mp4"))  # fmt: skip
+    app = new_app().run()
+    app.switch_page("app_pages/factcheck.py").run()
+    app.radio(key="source_kind").set_value("Media folder").run()
+    app.selectbox(key="source_file").select("clip.mp4")
+    app = button(app, "Measure only (no model)").click().run()
+    assert not app.exception and not app.error
+    assert shown(app.status[0].label).startswith("Measured (no model was used)")
+    text = shown_text(app)
+    assert "Evidence measured without a model" in [s.value for s in app.subheader]
+    assert "Audio" in text or "no audio" in text.lower()
+    assert "Download all keyframes (zip)" in [b.proto.label for b in app.get("download_button")]
+    assert not (paths.data_dir / "factchecks").exists()

@@ -303,3 +303,23 @@ def test_the_html_report_is_inert_and_offline_in_chromium(
 def test_the_cli_refuses_a_missing_html_folder(tmp_path: Path, spliced: Path):
     done = run_cli(["factcheck", "x.mp4", "--model", "gemini", "--html", str(tmp_path / "no" / "r.html")], tmp_path)
     assert done.returncode == 2 and "does not exist" in done.stderr.decode()
+
+
+def test_the_evidence_alone_needs_no_model_weights_or_key(tmp_path: Path, spliced: Path):
+    media = tmp_path / "videos"
+    media.mkdir()
+    shutil.copyfile(spliced, media / CLIP)
+    nothing = {"VCHAT_MODEL_ID": "nobody/not-a-model", "VCHAT_PRESEED_DIR": str(tmp_path / "none")}
+    nothing["GEMINI_API_KEY"] = ""
+    done = run_cli(["factcheck", CLIP, "--measure-only"], tmp_path, **nothing)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr.decode()
+    assert "Shots: 2 shots; cuts at 3.0 s" in out and "Silences: No silence found." in out
+    assert "No model was asked" in out and "Suggested rating" not in out
+    assert re.search(r"shot 1 at \d\.\d\d s: /.+/shot-001_\d\.\d{3}s\.jpg", out)
+    as_json = run_cli(["factcheck", CLIP, "--measure-only", "--json"], tmp_path, **nothing)
+    evidence = json.loads(as_json.stdout)
+    assert evidence["reused"] is True and len(evidence["shots"]["shots"]) == 2
+    both = run_cli(["factcheck", CLIP, "--measure-only", "--html", str(tmp_path / "r.html")], tmp_path, **nothing)
+    assert both.returncode == 2 and "--measure-only makes none" in both.stderr.decode()
+    assert not (tmp_path / "data" / "factchecks").exists()  # no report was made

@@ -4,12 +4,13 @@ signals as a table, the keyframe gallery with its downloads, and how to reverse-
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.analysis.factcheck.report import FactCheckReport
+from core.analysis.factcheck.report import CitedMoment, FactCheckReport
 from core.analysis.factcheck.store import StoredReport
 from core.config import Settings
 from core.media.forensics import Evidence, keyframes_zip
@@ -27,18 +28,29 @@ SEARCH_NOTE = (
 )
 
 
-def _images(report: FactCheckReport, folder: Path) -> list[tuple[float, Path, str]]:
-    """Every frame the report keeps: (time, JPEG, caption), keyframes and cited moments' frames."""
+Cited = Sequence[tuple[str, list[CitedMoment]]]  # (row label, the moments a judgement cites)
+
+
+def cited_rows(report: FactCheckReport) -> Cited:
+    """Each judgement's cited moments, labelled "check: engine"."""
+    return [
+        (f"{check.title}: {judgement.engine}", judgement.moments)
+        for check in report.checks
+        for judgement in check.judgements
+        if judgement.moments
+    ]
+
+
+def _images(evidence: Evidence, cited: Cited, folder: Path | None) -> list[tuple[float, Path, str]]:
+    """Every frame kept: (time, JPEG, caption), keyframes and cited moments' frames."""
     images = [
         (frame.time_s, Path(frame.path), f"shot {frame.shot} keyframe, {frame.time_s:.2f} s")
-        for frame in report.evidence.shots.keyframes
+        for frame in evidence.shots.keyframes
     ]
-    for check in report.checks:
-        for judgement in check.judgements:
-            for moment in judgement.moments:
-                if moment.frame_file and moment.frame_s is not None:
-                    caption = f"{check.title}, {judgement.engine}: {moment.frame_s:.2f} s"
-                    images.append((moment.frame_s, folder / "frames" / moment.frame_file, caption))
+    for row, moments in cited:
+        for moment in moments:
+            if folder is not None and moment.frame_file and moment.frame_s is not None:
+                images.append((moment.frame_s, folder / moment.frame_file, f"{row}: {moment.frame_s:.2f} s"))
     return sorted(images, key=lambda image: image[0])
 
 
@@ -61,10 +73,9 @@ def _bar(figure: go.Figure, row: str, spans: list[tuple[float, float, str]], col
     )
 
 
-def evidence_figure(report: FactCheckReport) -> go.Figure:
+def evidence_figure(evidence: Evidence, cited: Cited = ()) -> go.Figure:
     """Rows: shots (alternating shades), every signal that found something, each judgement's cited
     moments; x is the video's time."""
-    evidence = report.evidence
     figure = go.Figure()
     rows: list[str] = []
     shots = evidence.shots.shots
@@ -77,13 +88,9 @@ def evidence_figure(report: FactCheckReport) -> go.Figure:
         if signal.events:
             rows.append(signal.title)
             _bar(figure, signal.title, [(e.start_s, e.end_s, e.what) for e in signal.events], EVENT_COLOR, "found")
-    for check in report.checks:
-        for judgement in check.judgements:
-            if judgement.moments:
-                row = f"{check.title}: {judgement.engine}"
-                rows.append(row)
-                spans = [(m.start_s, m.end_s, m.what or "cited") for m in judgement.moments]
-                _bar(figure, row, spans, CITED_COLOR, "cited")
+    for row, moments in cited:
+        rows.append(row)
+        _bar(figure, row, [(m.start_s, m.end_s, m.what or "cited") for m in moments], CITED_COLOR, "cited")
     figure.update_layout(
         barmode="overlay",
         height=110 + 40 * max(len(rows), 1),
@@ -108,14 +115,14 @@ def _clicked_time(event: object) -> float | None:
     return None
 
 
-def _timeline(report: FactCheckReport, folder: Path) -> None:
+def _timeline(evidence: Evidence, cited: Cited, folder: Path | None, key: str) -> None:
     st.markdown("**Timeline**")
     event = st.plotly_chart(
-        evidence_figure(report), width="stretch", on_select="rerun", selection_mode="points",
-        key=f"factcheck_timeline_{report.key}",
+        evidence_figure(evidence, cited), width="stretch", on_select="rerun", selection_mode="points",
+        key=f"factcheck_timeline_{key}",
     )  # fmt: skip
     clicked = _clicked_time(event)
-    images = _images(report, folder)
+    images = _images(evidence, cited, folder)
     if clicked is None or not images:
         show_caption("Click a shot, a signal or a cited moment to see the nearest frame the report keeps.")
         return
@@ -177,10 +184,9 @@ def _gallery(evidence: Evidence, sha256: str) -> None:
             column.link_button(f"Search with {link.engine}", link.url)
 
 
-def render_evidence(stored: StoredReport, media: InspectedMedia, settings: Settings) -> None:
-    """The whole evidence section of a report."""
-    report = stored.report
-    evidence = report.evidence
+def render_measured(evidence: Evidence, sha256: str, cited: Cited = (), folder: Path | None = None) -> None:
+    """The evidence measured without a model: metadata flags, timeline, signals, keyframes (`cited`:
+    the moments judgements cite, their frames under `folder`)."""
     st.subheader("Evidence measured without a model")
     flags = evidence.provenance.flags
     for flag in flags:
@@ -193,8 +199,13 @@ def render_evidence(stored: StoredReport, media: InspectedMedia, settings: Setti
                 st.markdown(md("- {}", note))
     if evidence.reused:
         show_info("The measured evidence was read back from the media store.", icon=":material/inventory_2:")
-    _timeline(report, stored.folder)
+    _timeline(evidence, cited, folder, f"{sha256[:12]}_{evidence.key}")
     _signals_table(evidence)
-    _gallery(evidence, media.sha256)
+    _gallery(evidence, sha256)
     for note in evidence.notes:
         show_caption(note)
+
+
+def render_evidence(stored: StoredReport, media: InspectedMedia, settings: Settings) -> None:
+    """The evidence section of a report, with every judgement's cited moments on the timeline."""
+    render_measured(stored.report.evidence, media.sha256, cited_rows(stored.report), stored.folder)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.analysis.factcheck.flow import FactCheckRun, run_factcheck
+from core.analysis.factcheck.flow import FactCheckRun, MeasuredMedia, measure_only, run_factcheck
 from core.config import Settings
 from core.errors import VChatError
 from ui import readiness, sources, state
 from ui.errors import shown_errors
+from ui.factcheck_evidence import render_measured
 from ui.factcheck_report import render_report
 from ui.feedback import new_status, show_caption, show_error
 from ui.progress import AnalysisProgress
+from ui.result_source import render_facts
 
 LAST_REPORT = "last_factcheck"
+LAST_MEASURED = "last_measured"
 RERUN = "factcheck_rerun"
 
 def form(settings: Settings) -> None:
@@ -26,21 +29,47 @@ def form(settings: Settings) -> None:
     )
     source = sources.source_input(settings)
     readiness.show_before_analyze(readiness.current_readiness(settings, choice))
-    clicked = st.button("Fact-check", type="primary", icon=":material/fact_check:")
+    actions = st.container(horizontal=True)
+    clicked = actions.button("Fact-check", type="primary", icon=":material/fact_check:")
+    measuring = actions.button(
+        "Measure only (no model)",
+        icon=":material/troubleshoot:",
+        help="Provenance, shots and keyframes, audio and picture signals: no model, weights or key needed.",
+    )
     rerun = bool(st.session_state.pop(RERUN, False))
-    if clicked or rerun:
+    if clicked or rerun or measuring:
+        st.session_state.pop(LAST_REPORT, None)
+        st.session_state.pop(LAST_MEASURED, None)
         try:
-            factcheck(settings, sources.require(source), rerun=rerun)
+            given = sources.require(source)
         except VChatError as exc:  # no video given
             show_error(exc)
+            return
+        if measuring:
+            measure(settings, given)
+        else:
+            factcheck(settings, given, rerun=rerun)
 
 
 def request_rerun() -> None:
     st.session_state[RERUN] = True
 
 
+def measure(settings: Settings, source: sources.SourceInput) -> MeasuredMedia | None:
+    """The evidence alone, inside an st.status; kept in session state."""
+    status = new_status(f"Measuring {source.label} (no model)", expanded=True)
+    progress = AnalysisProgress(status, st.empty(), st.empty())
+    with shown_errors("measuring", where=st.container()) as attempt:
+        measured = measure_only(source.source, settings, filename=source.filename, on_stage=progress.stage)
+    if attempt.failed:
+        progress.fail("Measuring failed" if attempt.bug else "Measuring stopped")
+        return None
+    progress.finish("Measured (no model was used)")
+    st.session_state[LAST_MEASURED] = measured
+    return measured
+
+
 def factcheck(settings: Settings, source: sources.SourceInput, rerun: bool = False) -> FactCheckRun | None:
-    st.session_state.pop(LAST_REPORT, None)
     choice = state.selected_choice(settings)
     queued_slot = st.empty()
     status = new_status(f"Fact-checking {source.label} with {choice.label}", expanded=True)
@@ -70,3 +99,8 @@ def outcome(settings: Settings) -> None:
     run = st.session_state.get(LAST_REPORT)
     if run is not None:
         render_report(run, settings, on_rerun=request_rerun)
+    measured = st.session_state.get(LAST_MEASURED)
+    if measured is not None:
+        st.subheader("Source")
+        render_facts(measured.asset)
+        render_measured(measured.evidence, measured.asset.sha256)

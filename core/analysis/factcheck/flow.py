@@ -29,8 +29,8 @@ from core.analysis.flows import LINKED, Flow, capabilities, flow_for
 from core.analysis.runner import AnalysisRun, analyze_asset, checked_media
 from core.config import Settings
 from core.errors import VChatError
-from core.media.forensics import FORENSICS_VERSION, gather_evidence
-from core.media.pipeline import InspectedMedia, MediaAsset
+from core.media.forensics import FORENSICS_VERSION, Evidence, gather_evidence
+from core.media.pipeline import InspectedMedia, MediaAsset, prepare_media
 from core.models.base import AnalysisRequest
 from core.models.local.host import Priority, QueuedFn
 from core.progress import ProgressFn, no_progress
@@ -47,6 +47,30 @@ class FactCheckRun:
     @property
     def report(self) -> FactCheckReport:
         return self.stored.report
+
+
+@dataclass
+class MeasuredMedia:
+    """A video and the evidence measured about it, with no model at all."""
+
+    asset: MediaAsset
+    evidence: Evidence
+
+
+def measure_only(
+    source: str | Path | BinaryIO,
+    settings: Settings,
+    *,
+    filename: str | None = None,
+    on_stage: ProgressFn | None = None,
+) -> MeasuredMedia:
+    """The report's evidence without its checks: provenance flags, shots and keyframes, audio and
+    picture signals. Needs no model, weights or key (a fact-checker's first look, on any install)."""
+    stage = on_stage or no_progress
+    asset = prepare_media(source, settings, filename=filename, progress=stage)
+    evidence = gather_evidence(asset, settings, progress=stage)
+    stage("done", "measured (no model was used)", 1.0)
+    return MeasuredMedia(asset, evidence)
 
 
 def engines_for(model: str) -> list[str]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from core.analysis.factcheck.checks import CAVEAT
 from core.analysis.factcheck.report import FactCheckReport, HumanRating, Judgement
+from core.analysis.factcheck.signals import signals_for
 from core.media.describe import summary
+from core.media.forensics import Evidence
+from core.media.pipeline import InspectedMedia
 
 
 def judgement_line(judgement: Judgement) -> str:
@@ -12,6 +15,33 @@ def judgement_line(judgement: Judgement) -> str:
     if judgement.state == "judged":
         return f"{judgement.engine}: {judgement.band} evidence"
     return f"{judgement.engine}: {judgement.state} ({judgement.reason})"
+
+
+def _keyframes(evidence: Evidence) -> list[str]:
+    keyframes = evidence.shots.keyframes
+    if not keyframes:
+        return []
+    lines = ["", "Keyframes (one per shot; vChat uploads none of them: reverse-search them yourself):"]
+    lines += [f"  shot {frame.shot} at {frame.time_s:.2f} s: {frame.path}" for frame in keyframes]
+    for thumbnail in evidence.shots.thumbnails:
+        lines.append(f"  the platform's thumbnail {thumbnail.url}")
+        lines += [f"    {link.engine}: {link.url}" for link in thumbnail.search_links]
+    return lines
+
+
+def evidence_text(media: InspectedMedia, evidence: Evidence) -> str:
+    """The evidence measured without a model, for the terminal (`vchat factcheck --measure-only`)."""
+    lines = ["Source:"]
+    lines += [f"  {name}: {value}" for name, value in summary(media) if value not in (None, "")]
+    lines += ["", "What the file says about itself:"]
+    lines += [f"  {'!' if flag.severity == 'warning' else '-'} {flag.message}" for flag in evidence.provenance.flags]
+    for check, title in (("visual", "Pictures"), ("audio", "Sound")):
+        lines += ["", f"{title}, measured without a model:"]
+        lines += [f"  - {line}" for line in signals_for(check, evidence, media)]  # type: ignore[arg-type]
+    lines += _keyframes(evidence)
+    lines += [f"note: {note}" for note in evidence.notes]
+    lines += ["", "No model was asked: the checks and a suggested rating need `vchat factcheck` (no --measure-only)."]
+    return "\n".join(lines)
 
 
 def report_text(report: FactCheckReport, rating: HumanRating | None = None) -> str:
@@ -44,10 +74,7 @@ def report_text(report: FactCheckReport, rating: HumanRating | None = None) -> s
     warnings = report.evidence.provenance.warnings
     if warnings:
         lines += ["", "The file's metadata:", *[f"  ! {flag.message}" for flag in warnings]]
-    keyframes = report.evidence.shots.keyframes
-    if keyframes:
-        lines += ["", "Keyframes (one per shot; vChat uploads none of them: reverse-search them yourself):"]
-        lines += [f"  shot {frame.shot} at {frame.time_s:.2f} s: {frame.path}" for frame in keyframes]
+    lines += _keyframes(report.evidence)
     if report.notes:
         lines += ["", *[f"note: {note}" for note in report.notes]]
     lines += ["", CAVEAT]

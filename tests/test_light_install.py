@@ -42,7 +42,7 @@ next(b for b in app.button if b.label == "Analyze").click().run()
 out["errors"] = [e.value for e in app.error]
 out["markdown"] = [m.value for m in app.markdown]
 out["status"] = app.status[0].label if app.status else None
-for page in ("models", "finetune"):
+for page in ("models", "finetune", "factcheck"):
     other = AppTest.from_file("Home.py", default_timeout=120).run()
     other.switch_page(f"app_pages/{page}.py").run()
     out[page] = {"exceptions": [e.value for e in other.exception], "info": [i.value for i in other.info]}
@@ -95,7 +95,20 @@ def test_app_offers_gemini_only_and_answers_without_torch(tmp_path: Path, clips:
     for page in ("models", "finetune"):  # say what is missing instead of failing
         assert out[page]["exceptions"] == []
         assert any(i.startswith("Gemini only") for i in out[page]["info"]), out[page]
+    assert out["factcheck"]["exceptions"] == []
     assert out["loaded"] == []
+
+
+def test_the_evidence_is_measured_without_torch(tmp_path: Path, clips: dict[str, Path]):
+    (tmp_path / "videos").mkdir()
+    shutil.copyfile(clips["h264_b"], tmp_path / "videos" / "clip.mp4")
+    args = ["factcheck", "clip.mp4", "--measure-only", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", *args], env=light_env(tmp_path), cwd=tmp_path, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    evidence = json.loads(proc.stdout)
+    assert evidence["shots"]["shots"] and evidence["shots"]["shots"][0]["keyframe"]["path"].endswith(".jpg")
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(1000, ge=1)  # data rows a CSV may have
     batch_concurrency: int = Field(4, ge=1, le=64)  # remote engines (Gemini, vLLM): items in flight at once
     batch_per_minute: float = Field(0, ge=0)  # remote engines: items started per minute (0: no limit)
-    batch_prefetch: int = Field(2, ge=0, le=8)  # local model: items whose media is readied while it works
+    batch_prefetch: int = Field(2, ge=0, le=8)  # items whose media is readied while the model works
     batch_retries: int = Field(2, ge=0, le=10)  # an item's transient failures retried (network, 429, 5xx)
     batch_backoff_s: float = Field(5, gt=0)  # first retry delay; doubles each retry
     batch_lease_s: float = Field(30, ge=1)  # a worker that stops beating this long is taken over

@@ -113,6 +113,10 @@ def make_checkout(folder: Path, clip: Path) -> Path:
     dataset = "".join(json.dumps(line) + "\n" for line in lines)
     (folder / "data" / "my_dataset.jsonl").write_text(dataset)
     (folder / "FILE.jsonl").write_text(dataset)
+    # the Batches section's files: a CSV of media-folder rows with labels, and a label schema
+    (folder / "clips.csv").write_text("id,url,label\n1,clip.mp4,yes\n")
+    schema = {"type": "object", "properties": {"people_visible": {"type": "boolean", "description": "a person?"}}}
+    (folder / "schema.json").write_text(json.dumps(schema))
     return folder
 
 

@@ -29,8 +29,8 @@ CURRENT_JOB = "batch_job"
 SHOWN_PROBLEMS = 30
 
 CSV_HELP = (
-    "A `url` column (an http(s) URL or a file in the media folder) is required; `question` (this row's "
-    "question), `label` (the expected answer, for scoring) and `id` are optional; every other column is "
+    "A url column (an http(s) URL or a file in the media folder) is required; question (this row's "
+    "question), label (the expected answer, for scoring) and id are optional; every other column is "
     "passed through to the results."
 )
 

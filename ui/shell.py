@@ -40,8 +40,12 @@ _swept: set[str] = set()
 
 
 def _sweep_once(settings: Settings) -> None:
-    """Remove, once per server process, what killed vChat processes left in the data dir."""
+    """Once per server process: remove what killed vChat processes left in the data dir, and restart
+    the batch worker when unfinished jobs wait."""
     key = str(settings.data_dir)
     if key not in _swept:
         _swept.add(key)
         sweep_stale(settings.data_dir)
+        from core.jobs.worker import resume_unfinished_jobs  # imported here: the first paint stays light
+
+        resume_unfinished_jobs(settings)  # jobs a former server left unfinished go on at once

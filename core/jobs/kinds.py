@@ -2,7 +2,7 @@
 
 - `analyze`: one question for all rows, or the row's own `question` cell; the answer.
 - `labels`: a label schema (core/jobs/labels.py) asked of every video; one column per label.
-- `factcheck`: the fact-check flow (core/analysis/factcheck), registered when that module is there;
+- `factcheck`: the fact-check flow (core/analysis/factcheck), imported when a fact-check job runs;
   the suggested rating and each check's band.
 
 A kind builds a `KindRun` for a job (its flow checked once: a missing key or weights hold the job
@@ -14,7 +14,6 @@ a finished item's stored result into output cells (`values`) and a JSON record (
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import OrderedDict
@@ -227,7 +226,7 @@ class LabelsKind(AnalyzeKind):
         return {**reading.values, "answer": values["answer"], "labels_note": "; ".join(reading.problems)}
 
 
-# -- fact-check (registered when core/analysis/factcheck is there) --------------------------------------
+# -- fact-check (the flow in core/analysis/factcheck, imported when a job runs) --------------------------------------
 class FactCheckRun:
     local: bool
 
@@ -300,11 +299,7 @@ class FactCheckKind:
         return report.model_dump(mode="json") if report is not None else None
 
 
-KINDS: dict[str, JobKind] = {"analyze": AnalyzeKind(), "labels": LabelsKind()}
-with contextlib.suppress(ImportError):  # the fact-check flow (issue 14): a kind as soon as it is there
-    import core.analysis.factcheck.flow  # noqa: F401
-
-    KINDS["factcheck"] = FactCheckKind()
+KINDS: dict[str, JobKind] = {"analyze": AnalyzeKind(), "labels": LabelsKind(), "factcheck": FactCheckKind()}
 
 
 def get_kind(name: str) -> JobKind:

@@ -13,9 +13,10 @@ How items run:
 - on the local model (the process's one model, `HOST`): one item at a time, at batch priority
   (an interactive analysis goes first), while VCHAT_BATCH_PREFETCH next items are fetched,
   sanitized and their first round's frames decoded, so the model does not wait for media;
-- on remote engines (Gemini, vLLM): VCHAT_BATCH_CONCURRENCY items at once, at most
-  VCHAT_BATCH_PER_MINUTE started a minute; a 429 that the engine's own retries could not get past
-  slows every item of the job down (the next starts wait a backoff).
+- on remote engines (Gemini, vLLM): VCHAT_BATCH_CONCURRENCY items at once (and the media of as many
+  next ones, or VCHAT_BATCH_PREFETCH if more, readied meanwhile), at most VCHAT_BATCH_PER_MINUTE started a
+  minute; a 429 that the engine's own retries could not get past slows every item of the job down
+  (the next starts wait a backoff).
 A transient failure (network, 429, 5xx, a timeout) is retried after VCHAT_BATCH_BACKOFF_S, doubling,
 up to VCHAT_BATCH_RETRIES times; anything else fails the item with its one-line reason. A failure
 that is the job's rather than the item's (no key, a refused key, no weights) holds the job with that
@@ -261,7 +262,9 @@ class BatchWorker:
         if job.hold:
             self.store.hold(job.id, None)
         slots = 1 if run.local else self.settings.batch_concurrency
-        threads = slots + (self.settings.batch_prefetch if run.local else 0)
+        # the next items' media readied while the slots work (remote: a whole round of slots ahead)
+        ahead = self.settings.batch_prefetch if run.local else max(self.settings.batch_prefetch, slots)
+        threads = slots + ahead
         gate = OrderedGate(slots)
         rate = RateGate(0 if run.local else self.settings.batch_per_minute)
         inflight: dict[Future[None], Item] = {}
@@ -366,6 +369,16 @@ def ensure_background_worker(settings: Settings) -> BatchWorker:
         _background[key] = (worker, thread)
         thread.start()
         return worker
+
+
+def resume_unfinished_jobs(settings: Settings) -> BatchWorker | None:
+    """At the app's start: the background worker, when the job store holds unfinished active jobs
+    (left by a former run of the app, a stopped server or a killed CLI batch); else nothing starts."""
+    if not (settings.data_dir / "jobs.sqlite").is_file():
+        return None
+    if not JobStore(settings).runnable_jobs():
+        return None
+    return ensure_background_worker(settings)
 
 
 def _serve(worker: BatchWorker) -> None:

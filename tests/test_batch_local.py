@@ -23,18 +23,23 @@ pytestmark = pytest.mark.timeout(300)
 
 
 def test_a_batch_on_the_tiny_local_model(settings: Settings, tiny_model: Path, server: LocalServer, batch_clips):  # noqa: F811
-    """Rows from the media folder and from the local HTTP server, in input order."""
+    """20 rows from the media folder and from the local HTTP server, in input order, passthrough kept."""
     local = settings.model_copy(update={"model_path": tiny_model, "batch_prefetch": 2})
-    names = put_clips(batch_clips, local.media_dir, 3)
-    names.append(server.serve_file("/remote.mp4", batch_clips[5]))
-    data = ("id,url,question\n" + "".join(f"{n},{name},What is shown?\n" for n, name in enumerate(names))).encode()
+    files = put_clips(batch_clips, local.media_dir, 6)
+    remote = [server.serve_file(f"/remote{n}.mp4", batch_clips[6 + n]) for n in range(2)]
+    questions = ("What is shown?", "What colour is it?", "Is anything moving?")
+    rows = [(url, question) for question in questions for url in [*files, *remote]][:20]
+    names = [url for url, _ in rows]
+    lines = [f"{n},{url},{q},{'web' if url.startswith('http') else 'folder'}\n" for n, (url, q) in enumerate(rows)]
+    data = ("id,url,question,source\n" + "".join(lines)).encode()
     batch = read_batch_csv(data, local, name="local.csv")
     request = AnalysisRequest(question="x", rounds=1, frames=4, generation=GenerationSettings(max_new_tokens=8))
     job, _ = submit_job(batch, local, kind="analyze", model="local", model_label="tiny", request=request)
     assert BatchWorker(local, role="cli").run_job(job.id)
     items = JobStore(local).items(job.id)
-    assert [i.state for i in items] == ["done"] * 4, [i.error for i in items]
+    assert [i.state for i in items] == ["done"] * 20, [i.error for i in items]
     assert all(i.stages for i in items)
     frame = pd.read_csv(io.BytesIO(results_csv(job, items, local)), dtype=str, keep_default_na=False)
-    assert frame["id"].tolist() == ["0", "1", "2", "3"] and frame["url"].tolist() == names
-    assert frame["status"].tolist() == ["done"] * 4 and frame["result_key"].nunique() == 4
+    assert frame["id"].tolist() == [str(n) for n in range(20)] and frame["url"].tolist() == names
+    assert frame["source"].tolist() == ["web" if url.startswith("http") else "folder" for url in names]
+    assert frame["status"].tolist() == ["done"] * 20 and frame["result_key"].nunique() == 20

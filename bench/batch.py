@@ -39,19 +39,8 @@ from core.jobs.store import JobStore  # noqa: E402
 from core.jobs.submit import submit_job  # noqa: E402
 from core.jobs.worker import BatchWorker  # noqa: E402
 from core.models.base import AnalysisRequest, GenerationSettings  # noqa: E402
-from tests.gemini_fake import VALID_KEY, FakeGemini, Reply, rate_limited  # noqa: E402
+from tests.gemini_fake import VALID_KEY, SlowGemini, rate_limited  # noqa: E402
 from tests.media_factory import make_clip  # noqa: E402
-
-
-class SlowGemini(FakeGemini):
-    def __init__(self, delay_s: float) -> None:
-        super().__init__()
-        self.delay_s = delay_s
-
-    def default_reply(self, body: dict) -> Reply:  # type: ignore[type-arg]
-        reply = super().default_reply(body)
-        reply.delay_s = self.delay_s
-        return reply
 
 
 def clips(folder: Path, count: int) -> list[Path]:

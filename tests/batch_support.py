@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.gemini_fake import VALID_KEY, FakeGemini, Reply
+from tests.gemini_fake import VALID_KEY, FakeGemini
 from tests.media_factory import make_clip
 from tests.support import ROOT
 
@@ -61,36 +57,3 @@ def cli_env(tmp_path: Path, fake: FakeGemini, **extra: str) -> dict[str, str]:
     return env
 
 
-class SlowGemini(FakeGemini):
-    """The Gemini stand-in, answering every request after `delay_s` (a model that takes its time)."""
-
-    def __init__(self, delay_s: float) -> None:
-        super().__init__()
-        self.delay_s = delay_s
-
-    def default_reply(self, body: dict) -> Reply:  # type: ignore[type-arg]
-        reply = super().default_reply(body)
-        reply.delay_s = self.delay_s
-        return reply
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:  # type: ignore[type-arg]
-    """Until `streamlit run` answers its health check (a failure, with the log's tail, if it exits)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200 and response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit did not become healthy in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")

@@ -335,3 +335,16 @@ if __name__ == "__main__":  # a stand-in for manual runs: GOOGLE_GEMINI_BASE_URL
     fake = FakeGemini().start()
     print(f"GOOGLE_GEMINI_BASE_URL={fake.base_url} GEMINI_API_KEY={VALID_KEY}", flush=True)
     threading.Event().wait()
+
+
+class SlowGemini(FakeGemini):
+    """The Gemini stand-in, answering every request after `delay_s` (a model that takes its time)."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def default_reply(self, body: dict) -> Reply:  # type: ignore[type-arg]
+        reply = super().default_reply(body)
+        reply.delay_s = self.delay_s
+        return reply

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -303,10 +303,56 @@ def chromium_path() -> str:
     """Debian's chromium, which the browser tests drive (Playwright cannot download one here)."""
     import shutil
 
-    import pytest
-
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path:
         return path
     # Not a skip: only a missing GPU may skip. `make test` installs chromium as root.
     pytest.fail("Debian's chromium is not installed: apt-get install -y chromium (make test does it as root).")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:  # type: ignore[type-arg]
+    """Until `streamlit run` answers its health check (a failure, with the log's tail, if it exits)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200 and response.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not become healthy in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@contextlib.contextmanager
+def streamlit_app(env: dict[str, str], log: Path) -> Iterator[str]:
+    """`streamlit run Home.py` on a free local port with `env`, its output in `log`; yields its URL
+    once healthy, and stops it (terminate, then kill) afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port)]
+    command += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.batch_support import SlowGemini, batch_clips, free_port, put_clips, wait_healthy  # noqa: F401 (a fixture)
-from tests.gemini_fake import VALID_KEY
-from tests.support import ROOT, chromium_path
+from tests.batch_support import batch_clips, put_clips  # noqa: F401 (a fixture)
+from tests.gemini_fake import VALID_KEY, SlowGemini
+from tests.support import ROOT, chromium_path, streamlit_app
 
 OUTPUT = ROOT / "test-output" / "browser"
 ROWS = 6
@@ -48,23 +46,8 @@ def app_url(tmp_path: Path, slow_gemini: SlowGemini) -> Iterator[str]:
         GOOGLE_GEMINI_BASE_URL=slow_gemini.base_url,
         PYTHONUNBUFFERED="1",
     )
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port)]
-    command += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process, log)
+    with streamlit_app(env, tmp_path / "streamlit.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def rows_done(data_dir: Path) -> int:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.batch_support import SlowGemini, batch_clips, cli_env, put_clips  # noqa: F401 (a fixture)
-from tests.gemini_fake import FakeGemini
+from tests.batch_support import batch_clips, cli_env, put_clips  # noqa: F401 (a fixture)
+from tests.gemini_fake import FakeGemini, SlowGemini
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -17,9 +17,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -29,33 +26,12 @@ from pathlib import Path
 import pytest
 
 from tests.media_factory import make_clip
-from tests.support import ROOT, LocalServer, answer_with_reason, chromium_path
+from tests.support import ROOT, LocalServer, answer_with_reason, chromium_path, streamlit_app
 
 OUTPUT = ROOT / "test-output" / "browser"
 TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.timeout(420)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200 and response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"streamlit did not become healthy in {timeout_s:.0f} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture
@@ -75,23 +51,11 @@ def app_url(tmp_path: Path, tiny_model: Path) -> Iterator[str]:
         VCHAT_URL_ALLOWLIST="127.0.0.1",  # the outside-text test downloads from a local server
         PYTHONUNBUFFERED="1",
     )
-    port = free_port()
     log = tmp_path / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", "Home.py", "--server.port", str(port)]
-    command += ["--server.headless", "true", "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process, log)
-        yield url
+        with streamlit_app(env, log) as url:
+            yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
         OUTPUT.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(log, OUTPUT / "streamlit.log")
 

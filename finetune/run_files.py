@@ -35,6 +35,7 @@ from typing import Any
 from core.media.scratch import owner_alive, temporary_name
 from core.media.storage import atomic_write_bytes, atomic_write_json, read_json
 from core.models.local.adapters import FINAL_CHECKPOINT
+from core.processes import pid_exists
 
 RUN_CONFIG = "run_config.json"
 STATE = "state.json"
@@ -206,14 +207,8 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
 def trainer_alive(pid: int | None) -> bool:
     """True while `pid` is a live, non-zombie process running `finetune` (a pid reused by
     another program after the trainer ended does not count)."""
-    if pid is None:
+    if pid is None or not pid_exists(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()

@@ -40,6 +40,7 @@ from core.errors import EXIT_INTERNAL, EXIT_OK, InputError
 from core.media.scratch import temporary_name
 from core.media.storage import atomic_write_json, read_json, sha256_file
 from core.models.local.adapters import ADAPTER_NAME
+from core.processes import pid_exists
 from finetune.dataset import Example, ValidationReport, split_examples
 from finetune.options import TrainOptions, check_resume_options, default_run_name
 from finetune.run_files import (
@@ -141,12 +142,8 @@ class ParentWatcher:
     def parent_gone(self) -> bool:
         if self._direct:
             return os.getppid() != self.parent_pid
-        try:
-            os.kill(self.parent_pid, 0)
-        except ProcessLookupError:
+        if not pid_exists(self.parent_pid):
             return True
-        except PermissionError:
-            pass
         return self._started is not None and _start_time(self.parent_pid) != self._started  # a reused pid
 
     def start(self) -> ParentWatcher:

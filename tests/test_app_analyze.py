@@ -30,18 +30,13 @@ def _fresh_settings():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def tiny(tiny_model: Path) -> Path:
-    return tiny_model
-
-
-@pytest.fixture
 def clip(clips: dict[str, Path]) -> Path:
     return clips["h264"]
 
 
 @pytest.fixture
-def paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny: Path, clip: Path) -> AppPaths:
-    paths = app_env(monkeypatch, tmp_path, model_path=tiny)
+def paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_model: Path, clip: Path) -> AppPaths:
+    paths = app_env(monkeypatch, tmp_path, model_path=tiny_model)
     shutil.copyfile(clip, paths.media_dir / "clip.mp4")
     return paths
 

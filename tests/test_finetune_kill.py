@@ -29,6 +29,7 @@ from finetune.run_files import is_unused, read_pid, read_progress, read_state, t
 from finetune.runs import run_state, settings_env
 from finetune.trainer import ORPHAN_GRACE_S
 from tests.finetune_support import BLUE, RED, make_colour_clip, text_line, write_jsonl
+from tests.support import processes_mentioning
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 5
@@ -77,22 +78,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> World:
         make_colour_clip(root / "dataset" / "clips" / f"{colour}{i}.mp4", RED if i % 2 == 0 else BLUE, seed=i)
         rows.append(text_line(f"clips/{colour}{i}.mp4", f"It is {colour}."))
     return World(root, tiny_model, write_jsonl(root / "dataset" / "data.jsonl", rows))
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Live (non-zombie) processes whose command line contains `text` (this one excepted)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(f"{entry.name}: {cmdline[:300]}")
-    return found
 
 
 def leftovers(folder: Path) -> list[str]:

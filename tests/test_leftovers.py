@@ -17,7 +17,7 @@ import pytest
 
 from core.media.scratch import owner_alive, owner_tag, scratch_dir, sweep_stale, temporary_name
 from tests.media_factory import ffmpeg
-from tests.support import StubServer, send_headers
+from tests.support import StubServer, processes_mentioning, send_headers
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 5
@@ -47,22 +47,6 @@ def drip_server(body: bytes) -> StubServer:
                 return
 
     return StubServer(drip)
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """Live (non-zombie) processes whose command line contains `text`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            continue
-        if text in cmdline and state != "Z":
-            found.append(f"{entry.name}: {cmdline[:200]}")
-    return found
 
 
 def leftovers(data_dir: Path) -> list[str]:

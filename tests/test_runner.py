@@ -24,19 +24,9 @@ SHORT = GenerationSettings(max_new_tokens=16)
 
 
 @pytest.fixture
-def tiny_model_dir(tiny_model: Path) -> Path:
-    return tiny_model
-
-
-@pytest.fixture
-def short_clip(clips: dict[str, Path]) -> Path:
-    return clips["h264"]
-
-
-@pytest.fixture
-def local_settings(settings: Settings, tiny_model_dir: Path, short_clip: Path) -> Settings:
-    shutil.copyfile(short_clip, settings.media_dir / "clip.mp4")
-    return settings.model_copy(update={"model_path": tiny_model_dir, "adapters_dir": settings.data_dir / "adapters"})
+def local_settings(settings: Settings, tiny_model: Path, clips: dict[str, Path]) -> Settings:
+    shutil.copyfile(clips["h264"], settings.media_dir / "clip.mp4")
+    return settings.model_copy(update={"model_path": tiny_model, "adapters_dir": settings.data_dir / "adapters"})
 
 
 def request(**changes: object) -> AnalysisRequest:

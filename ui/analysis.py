@@ -7,9 +7,7 @@ import streamlit as st
 from core.analysis.runner import AnalysisRun, run_analysis
 from core.config import Settings
 from ui import state
-from ui.errors import shown_errors
-from ui.feedback import new_status
-from ui.progress import AnalysisProgress
+from ui.progress import AnalysisProgress, run_in_status
 from ui.sources import SourceInput
 
 LAST_RUN = "last_run"
@@ -28,17 +26,13 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
     """Run the analysis inside an st.status; keep the outcome in session state; None on failure."""
     st.session_state.pop(LAST_RUN, None)
     choice = state.selected_choice(settings)
-    queued_slot = st.empty()
-    status = new_status(f"Analysing {source.label} with {choice.label}", expanded=True)
-    answer_slot = st.empty()
-    progress = AnalysisProgress(status, queued_slot, answer_slot)
-    with shown_errors("analysis", where=st.container()) as attempt:
-        request = state.build_request(question, choice)
-        run = run_analysis(
+
+    def work(progress: AnalysisProgress) -> AnalysisRun:
+        return run_analysis(
             source.source,
             settings,
             choice.model,
-            request,
+            state.build_request(question, choice),
             filename=source.filename,
             gemini_api_key=state.gemini_api_key(),
             rerun=rerun,
@@ -47,11 +41,13 @@ def analyze(settings: Settings, source: SourceInput, question: str, rerun: bool 
             on_text=progress.text,
             on_queued=progress.queued,
         )
-    if attempt.failed:
-        progress.fail("The analysis failed" if attempt.bug else "The analysis stopped")
+
+    def finished(run: AnalysisRun) -> str:
+        took = f"the model took {run.result.seconds:.1f} s"
+        return "Served from the stored result" if run.from_store else f"Answered ({took})"
+
+    run = run_in_status(f"Analysing {source.label} with {choice.label}", "analysis", work, finished)
+    if run is None:
         return None
-    took = f"the model took {run.result.seconds:.1f} s"
-    done = "Served from the stored result" if run.from_store else f"Answered ({took})"
-    progress.finish(done)
     st.session_state[LAST_RUN] = run
     return run

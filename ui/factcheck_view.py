@@ -9,11 +9,10 @@ from core.analysis.factcheck.flow import FactCheckRun, MeasuredMedia, measure_on
 from core.config import Settings
 from core.errors import VChatError
 from ui import readiness, sources, state
-from ui.errors import shown_errors
 from ui.factcheck_evidence import render_measured
 from ui.factcheck_report import render_report
-from ui.feedback import new_status, show_caption, show_error
-from ui.progress import AnalysisProgress
+from ui.feedback import show_caption, show_error
+from ui.progress import AnalysisProgress, run_in_status
 from ui.result_source import render_facts
 
 LAST_REPORT = "last_factcheck"
@@ -57,40 +56,42 @@ def request_rerun() -> None:
 
 def measure(settings: Settings, source: sources.SourceInput) -> MeasuredMedia | None:
     """The evidence alone, inside an st.status; kept in session state."""
-    status = new_status(f"Measuring {source.label} (no model)", expanded=True)
-    progress = AnalysisProgress(status, st.empty(), st.empty())
-    with shown_errors("measuring", where=st.container()) as attempt:
-        measured = measure_only(source.source, settings, filename=source.filename, on_stage=progress.stage)
-    if attempt.failed:
-        progress.fail("Measuring failed" if attempt.bug else "Measuring stopped")
+    measured = run_in_status(
+        f"Measuring {source.label} (no model)",
+        "measurement",
+        lambda progress: measure_only(source.source, settings, filename=source.filename, on_stage=progress.stage),
+        lambda _: "Measured (no model was used)",
+    )
+    if measured is None:
         return None
-    progress.finish("Measured (no model was used)")
     st.session_state[LAST_MEASURED] = measured
     return measured
 
 
 def factcheck(settings: Settings, source: sources.SourceInput, rerun: bool = False) -> FactCheckRun | None:
     choice = state.selected_choice(settings)
-    queued_slot = st.empty()
-    status = new_status(f"Fact-checking {source.label} with {choice.label}", expanded=True)
-    progress = AnalysisProgress(status, queued_slot, st.empty())
-    with shown_errors("fact-check", where=st.container()) as attempt:
-        request = state.build_request("fact-check", choice)
-        run = run_factcheck(
+
+    def work(progress: AnalysisProgress) -> FactCheckRun:
+        return run_factcheck(
             source.source,
             settings,
             choice.model,
-            request,
+            state.build_request("fact-check", choice),
             filename=source.filename,
             gemini_api_key=state.gemini_api_key(),
             rerun=rerun,
             on_stage=progress.stage,
             on_queued=progress.queued,
         )
-    if attempt.failed:
-        progress.fail("The fact-check failed" if attempt.bug else "The fact-check stopped")
+
+    run = run_in_status(
+        f"Fact-checking {source.label} with {choice.label}",
+        "fact-check",
+        work,
+        lambda done: "Served from the stored report" if done.from_store else "Reported",
+    )
+    if run is None:
         return None
-    progress.finish("Served from the stored report" if run.from_store else "Reported")
     st.session_state[LAST_REPORT] = run
     return run
 

@@ -5,10 +5,14 @@ time the person has waited in the status label."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import streamlit as st
 
 from core.models.local.host import QueueState
-from ui.feedback import md, plain, show_info, show_progress, update_status
+from ui.errors import shown_errors
+from ui.feedback import md, new_status, plain, show_info, show_progress, update_status
 from ui.text import human_seconds
 
 # Stage names (core/progress.py) in words a newcomer reads; stages sharing a label share a line.
@@ -136,3 +140,24 @@ class AnalysisProgress:
         self.queued_slot.empty()
         self.answer_slot.empty()
         update_status(self.status, f"{message} after {self.waited()}", state="error", expanded=True)
+
+
+Done = TypeVar("Done")
+
+
+def run_in_status(
+    title: str, action: str, work: Callable[[AnalysisProgress], Done], finished: Callable[[Done], str]
+) -> Done | None:
+    """`work(progress)` inside an st.status titled `title`, with a line per stage; its error shown as
+    one line (ui/errors.shown_errors) and the label "The {action} stopped" (or "failed", for a bug),
+    else the label `finished(result)`. Returns the result, None when it failed."""
+    queued_slot = st.empty()
+    status = new_status(title, expanded=True)
+    progress = AnalysisProgress(status, queued_slot, st.empty())
+    with shown_errors(action, where=st.container()) as attempt:
+        result = work(progress)
+    if attempt.failed:
+        progress.fail(f"The {action} failed" if attempt.bug else f"The {action} stopped")
+        return None
+    progress.finish(finished(result))
+    return result

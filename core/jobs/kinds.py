@@ -231,28 +231,28 @@ class FactCheckRun:
     local: bool
 
     def __init__(self, job: Job, settings: Settings, api_key: str | None) -> None:
-        from core.analysis.factcheck.flow import engines_for
+        from core.analysis.factcheck.flow import flows_for
 
         self.job, self.settings, self.api_key = job, settings, api_key
-        self.model_path = Path(job.model_path) if job.model_path else None
-        request = job_request(job, "fact-check")
-        flows = [flow_for(name, settings, self.model_path, api_key) for name in engines_for(job.model)]
-        for flow in flows:
-            flow.check(request)
-        self.local = any(capabilities(flow).uses_local_host for flow in flows)
+        self.request = job_request(job, "fact-check")
+        model_path = Path(job.model_path) if job.model_path else None
+        self.flows = flows_for(job.model, settings, model_path, api_key)
+        for flow in self.flows.values():
+            flow.check(self.request)
+        self.local = any(capabilities(flow).uses_local_host for flow in self.flows.values())
 
     def prepare(self, item: Item, stage: ProgressFn) -> MediaAsset:
         return checked_media(item.url, self.settings, lambda: None, progress=stage)
 
     def run(self, item: Item, asset: MediaAsset, stage: ProgressFn, on_queued: QueuedFn) -> Outcome:
-        from core.analysis.factcheck.flow import run_factcheck
+        from core.analysis.factcheck.flow import factcheck_asset
 
-        run = run_factcheck(
-            item.url,
+        run = factcheck_asset(
+            asset,
             self.settings,
             self.job.model,
-            job_request(self.job, "fact-check"),
-            model_path=self.model_path,
+            self.flows,
+            self.request,
             gemini_api_key=self.api_key,
             on_stage=stage,
             on_queued=on_queued,

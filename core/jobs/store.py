@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from core.config import Settings
+from core.processes import pid_exists
 
 ItemState = Literal["queued", "preparing", "running", "done", "failed", "cancelled"]
 JobState = Literal["active", "paused", "cancelled"]
@@ -180,7 +181,7 @@ class Lease(BaseModel):
         now = time.time() if now is None else now
         if not self.owner or self.until < now:
             return False
-        return not (self.host == socket.gethostname() and self.pid and not _pid_alive(self.pid))
+        return not (self.host == socket.gethostname() and self.pid and not pid_exists(self.pid))
 
 
 class Counts(BaseModel):
@@ -202,16 +203,6 @@ class Counts(BaseModel):
 def new_owner(role: str) -> str:
     """A worker's name: unique per start, saying what it is (`app` or `cli`), where and which process."""
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class JobStore:

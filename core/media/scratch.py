@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from core.processes import pid_exists
+
 log = logging.getLogger(__name__)
 
 _TAG = re.compile(r"vchat-(\d+)-(\d+)-[0-9a-f]+")
@@ -58,12 +60,8 @@ def owner_alive(name: str) -> bool:
     pid, started = int(match.group(1)), int(match.group(2))
     if pid == os.getpid():
         return started in (0, _start_time(pid) or 0)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not pid_exists(pid):
         return False
-    except PermissionError:
-        pass
     actual = _start_time(pid)
     return actual is None or started == 0 or actual == started
 

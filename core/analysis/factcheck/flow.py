@@ -96,13 +96,40 @@ def run_factcheck(
     analysis uses; its question is replaced by each check's own). Raises VChatError for what a person
     can act on; a failure inside one check is recorded in the report instead."""
     stage = on_stage or no_progress
-    flows = {name: flow_for(name, settings, model_path, gemini_api_key) for name in engines_for(model)}
+    flows = flows_for(model, settings, model_path, gemini_api_key)
 
     def check_engines() -> None:
         for flow in flows.values():
             flow.check(request)
 
     asset = checked_media(source, settings, check_engines, filename=filename, progress=stage)
+    return factcheck_asset(
+        asset, settings, model, flows, request, gemini_api_key=gemini_api_key, rerun=rerun, on_stage=stage,
+        on_queued=on_queued, priority=priority,
+    )  # fmt: skip
+
+
+def flows_for(model: str, settings: Settings, model_path: Path | None, api_key: str | None) -> dict[str, Flow]:
+    """The flow of each engine that judges the checks (not yet checked: `Flow.check` does that)."""
+    return {name: flow_for(name, settings, model_path, api_key) for name in engines_for(model)}
+
+
+def factcheck_asset(
+    asset: MediaAsset,
+    settings: Settings,
+    model: str,
+    flows: dict[str, Flow],
+    request: AnalysisRequest,
+    *,
+    gemini_api_key: str | None = None,
+    rerun: bool = False,
+    on_stage: ProgressFn | None = None,
+    on_queued: QueuedFn | None = None,
+    priority: Priority = "interactive",
+) -> FactCheckRun:
+    """Fact-check media already prepared, with `flows` already checked (`flows_for`): the part of
+    `run_factcheck` a batch runs on media it readied ahead."""
+    stage = on_stage or no_progress
     store = FactCheckStore(settings)
     key = store.key(_identity(asset, model, flows, request))
     stored = None if rerun else store.get(asset.sha256, key)
